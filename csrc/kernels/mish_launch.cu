@@ -1,0 +1,174 @@
+// Mish CUDA kernels: one elementwise kernel template for forward and backward.
+//
+// Memory-bound, so the kernel is about bytes in flight: 16-byte vector loads when every pointer is
+// 16-byte aligned (a scalar path otherwise), kUnroll independent vectors per thread per iteration,
+// a grid-stride loop over a capped grid, 64-bit indices throughout.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "mish_launch.h"
+#include "mish_math.h"
+
+namespace mish {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kUnroll = 4;
+
+// Storage <-> compute conversions. half/bfloat16 go through float.
+template <typename C, typename T>
+__device__ __forceinline__ C to_compute(T v) { return static_cast<C>(v); }
+template <typename C>
+__device__ __forceinline__ C to_compute(__half v) { return static_cast<C>(__half2float(v)); }
+template <typename C>
+__device__ __forceinline__ C to_compute(__nv_bfloat16 v) { return static_cast<C>(__bfloat162float(v)); }
+
+template <typename T, typename C>
+__device__ __forceinline__ T from_compute(C v) { return static_cast<T>(v); }
+template <>
+__device__ __forceinline__ __half from_compute<__half, float>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_compute<__nv_bfloat16, float>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+struct ForwardFn {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T x, T /*unused*/) const {
+    using C = typename Compute<T>::Forward;
+    return from_compute<T>(forward(to_compute<C>(x)));
+  }
+};
+
+struct BackwardFn {
+  template <typename T>
+  __device__ __forceinline__ T operator()(T grad, T x) const {
+    using C = typename Compute<T>::Backward;
+    return from_compute<T>(backward(to_compute<C>(grad), to_compute<C>(x)));
+  }
+};
+
+template <typename T, int kWidth>
+struct alignas(sizeof(T) * kWidth) Vec {
+  T v[kWidth];
+};
+
+// out[i] = fn(a[i], b[i]) for i < n; b is only read when kBinary. kWidth elements per access.
+template <typename T, int kWidth, bool kBinary, typename Fn>
+__global__ void __launch_bounds__(kThreads)
+    elementwise_kernel(Fn fn, const T* a, const T* b, T* out, int64_t n) {
+  using V = Vec<T, kWidth>;
+  const int64_t nvec = n / kWidth;
+  const V* va = reinterpret_cast<const V*>(a);
+  const V* vb = reinterpret_cast<const V*>(b);
+  V* vo = reinterpret_cast<V*>(out);
+
+  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll;
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * tile;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * tile + threadIdx.x; base < nvec; base += stride) {
+    V ra[kUnroll], rb[kUnroll];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + static_cast<int64_t>(u) * kThreads;
+      if (i < nvec) {
+        ra[u] = va[i];
+        if constexpr (kBinary) rb[u] = vb[i];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t i = base + static_cast<int64_t>(u) * kThreads;
+      if (i < nvec) {
+        V r;
+#pragma unroll
+        for (int k = 0; k < kWidth; ++k) r.v[k] = fn(ra[u].v[k], kBinary ? rb[u].v[k] : ra[u].v[k]);
+        vo[i] = r;
+      }
+    }
+  }
+
+  // The n % kWidth trailing elements, one per thread of the first block.
+  if (blockIdx.x == 0) {
+    const int64_t i = nvec * kWidth + threadIdx.x;
+    if (threadIdx.x < n - nvec * kWidth) out[i] = fn(a[i], kBinary ? b[i] : a[i]);
+  }
+}
+
+int multiprocessor_count() {
+  // Per-device cache: the attribute query is cheap but not free, and this runs on every launch.
+  constexpr int kMaxDevices = 64;
+  static int cached[kMaxDevices] = {};
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || device < 0 || device >= kMaxDevices) return 132;
+  if (cached[device] == 0) {
+    int sms = 0;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess || sms <= 0) {
+      return 132;
+    }
+    cached[device] = sms;
+  }
+  return cached[device];
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+template <typename T, bool kBinary, typename Fn>
+cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, int64_t n, cudaStream_t stream) {
+  if (n < 0) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const T* a = static_cast<const T*>(a_raw);
+  const T* b = static_cast<const T*>(b_raw);
+  T* out = static_cast<T*>(out_raw);
+
+  constexpr int kWidth = 16 / sizeof(T);
+  const bool vectorize = aligned16(a) && aligned16(out) && (!kBinary || aligned16(b));
+  const int width = vectorize ? kWidth : 1;
+  const int64_t tiles = (n / width + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  // Enough resident blocks to saturate memory; the grid-stride loop covers the rest.
+  const int64_t max_blocks = static_cast<int64_t>(multiprocessor_count()) * (2048 / kThreads) * 4;
+  const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, max_blocks)));
+  if (vectorize) {
+    elementwise_kernel<T, kWidth, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
+  } else {
+    elementwise_kernel<T, 1, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+const char* dtype_name(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kFloat64: return "float64";
+    case DType::kFloat16: return "float16";
+    case DType::kBFloat16: return "bfloat16";
+  }
+  return "unknown";
+}
+
+cudaError_t launch_forward(DType dtype, const void* x, void* y, int64_t n, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::kFloat32: return launch<float, false>(ForwardFn{}, x, nullptr, y, n, stream);
+    case DType::kFloat64: return launch<double, false>(ForwardFn{}, x, nullptr, y, n, stream);
+    case DType::kFloat16: return launch<__half, false>(ForwardFn{}, x, nullptr, y, n, stream);
+    case DType::kBFloat16: return launch<__nv_bfloat16, false>(ForwardFn{}, x, nullptr, y, n, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_backward(DType dtype, const void* grad_y, const void* x, void* grad_x, int64_t n,
+                            cudaStream_t stream) {
+  switch (dtype) {
+    case DType::kFloat32: return launch<float, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
+    case DType::kFloat64: return launch<double, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
+    case DType::kFloat16: return launch<__half, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
+    case DType::kBFloat16: return launch<__nv_bfloat16, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace mish

@@ -1,0 +1,24 @@
+// Framework-free entry points of the Mish CUDA kernels: raw pointers, an element count, a stream.
+// The torch op (csrc/ops) and the TensorRT plugin (csrc/trt) both call these, so both run the same
+// kernel. Nothing here depends on libtorch or TensorRT.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace mish {
+
+enum class DType : int32_t { kFloat32 = 0, kFloat64 = 1, kFloat16 = 2, kBFloat16 = 3 };
+
+const char* dtype_name(DType dtype);
+
+// y[i] = mish(x[i]) for i < n. y may equal x (in place); otherwise the ranges must not overlap.
+// Returns the launch error (cudaSuccess for n == 0). Asynchronous on `stream`.
+cudaError_t launch_forward(DType dtype, const void* x, void* y, int64_t n, cudaStream_t stream);
+
+// grad_x[i] = grad_y[i] * mish'(x[i]). grad_x may equal grad_y or x.
+cudaError_t launch_backward(DType dtype, const void* grad_y, const void* x, void* grad_x, int64_t n,
+                            cudaStream_t stream);
+
+}  // namespace mish

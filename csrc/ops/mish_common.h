@@ -1,0 +1,70 @@
+// Argument checks and memory-layout handling shared by the CPU and CUDA implementations.
+//
+// The kernels see flat arrays, so every tensor they touch must be non-overlapping and dense with
+// the output's strides. The output follows the input's memory format (empty_like preserves
+// channels_last and permuted layouts), as F.mish does; other layouts are densified by one copy.
+#pragma once
+
+#include <ATen/MemoryOverlap.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+
+namespace mish::ops {
+
+// The Python spelling ("torch.int32"), which is what users wrote.
+inline std::string dtype_name(at::ScalarType s) { return "torch." + std::string(c10::getDtypeNames(s).first); }
+
+inline void check_floating(const at::Tensor& t, const char* op, const char* arg) {
+  const auto s = t.scalar_type();
+  TORCH_CHECK_TYPE(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op,
+                   ": expected '", arg, "' to be float32, float64, float16 or bfloat16, got ", dtype_name(s));
+}
+
+// A tensor with `like`'s strides holding t's values: t itself when it already has them.
+inline at::Tensor dense_like(const at::Tensor& t, const at::Tensor& like) {
+  if (t.is_non_overlapping_and_dense() && t.strides() == like.strides()) return t;
+  return at::empty_like(like).copy_(t);
+}
+
+// kernel(in, out) computes over in.numel() elements of two dense tensors with equal strides.
+template <typename Kernel>
+at::Tensor forward(const at::Tensor& self, Kernel kernel) {
+  check_floating(self, "mish", "self");
+  at::Tensor out = at::empty_like(self);
+  if (self.is_non_overlapping_and_dense() && self.strides() == out.strides()) {
+    kernel(self, out);
+  } else {
+    out.copy_(self);
+    kernel(out, out);
+  }
+  return out;
+}
+
+template <typename Kernel>
+void forward_(const at::Tensor& self, Kernel kernel) {
+  check_floating(self, "mish_", "self");
+  at::assert_no_internal_overlap(self);
+  if (self.is_non_overlapping_and_dense()) {
+    kernel(self, self);
+  } else {
+    self.copy_(forward(self, kernel));
+  }
+}
+
+// kernel(grad_output, self, grad_input) over three dense tensors with equal strides.
+template <typename Kernel>
+at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kernel kernel) {
+  check_floating(self, "_mish_backward", "self");
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == self.scalar_type(),
+                   "_mish_backward: expected 'grad_output' to have the dtype of 'self' (",
+                   dtype_name(self.scalar_type()), "), got ", dtype_name(grad_output.scalar_type()));
+  TORCH_CHECK(grad_output.device() == self.device(), "_mish_backward: expected 'grad_output' on ", self.device(),
+              " like 'self', got ", grad_output.device());
+  TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ",
+              self.sizes(), " like 'self', got ", grad_output.sizes());
+  at::Tensor grad_input = at::empty_like(self);
+  kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
+  return grad_input;
+}
+
+}  // namespace mish::ops

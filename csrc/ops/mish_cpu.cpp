@@ -1,0 +1,54 @@
+// CPU implementation of the mish ops: the shared scalar math in a parallel loop.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include "../kernels/mish_math.h"
+#include "mish_common.h"
+
+namespace mish::ops {
+namespace {
+
+// Elementwise work is cheap per element: only split across threads for large tensors.
+constexpr int64_t kGrain = 32768;
+
+void forward_kernel(const at::Tensor& x, const at::Tensor& y) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mish_cpu", [&] {
+    using C = typename Compute<scalar_t>::Forward;
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    scalar_t* out = y.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<scalar_t>(mish::forward(static_cast<C>(in[i])));
+    });
+  });
+}
+
+void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mish_backward_cpu", [&] {
+    using C = typename Compute<scalar_t>::Backward;
+    const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
+    const scalar_t* in = x.const_data_ptr<scalar_t>();
+    scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        out[i] = static_cast<scalar_t>(mish::backward(static_cast<C>(g[i]), static_cast<C>(in[i])));
+      }
+    });
+  });
+}
+
+at::Tensor mish_cpu(const at::Tensor& self) { return forward(self, forward_kernel); }
+void mish_cpu_(const at::Tensor& self) { forward_(self, forward_kernel); }
+at::Tensor mish_backward_cpu(const at::Tensor& grad_output, const at::Tensor& self) {
+  return backward(grad_output, self, backward_kernel);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(mish, CPU, m) {
+  m.impl("mish", &mish_cpu);
+  m.impl("mish_", &mish_cpu_);
+  m.impl("_mish_backward", &mish_backward_cpu);
+}
+
+}  // namespace mish::ops

@@ -1,0 +1,48 @@
+# Sourced by scripts/test.sh and scripts/demo.sh: a virtual environment with torch, the optional
+# TensorRT stack and torch_mish built from this checkout. Idempotent: a second run only rebuilds.
+#
+#   TORCH_MISH_VENV   where the environment lives (default: .venv in the checkout)
+#   TORCH_SPEC        the torch to install (default torch==2.14.1)
+#   TORCH_TRT_SPEC    torch-tensorrt package (default torch-tensorrt-rtx==2.14.0, which builds
+#                     TensorRT engines without a GPU; set to "" to skip)
+#   plus the build knobs in setup.py (TORCH_MISH_CUDA, TORCH_CUDA_ARCH_LIST, TENSORRT_INCLUDE_DIR, ...)
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${TORCH_MISH_VENV:-$ROOT/.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.14.1}
+TORCH_TRT_SPEC=${TORCH_TRT_SPEC-torch-tensorrt-rtx==2.14.0}
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating virtual environment $VENV"
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+PIP=("$PY" -m pip install --disable-pip-version-check -q)
+
+if ! "$PY" -c 'import torch' 2>/dev/null; then
+  step "installing $TORCH_SPEC (a CUDA build: several GB)"
+  "${PIP[@]}" "$TORCH_SPEC"
+fi
+step "installing build and test dependencies"
+"${PIP[@]}" ninja numpy pytest hypothesis onnx onnxscript onnxruntime setuptools wheel tqdm
+if [ -n "$TORCH_TRT_SPEC" ] && ! "$PY" -c 'import importlib.util as u; exit(u.find_spec("torch_tensorrt") is None)'; then
+  step "installing $TORCH_TRT_SPEC (optional: TensorRT lowering tests skip without it)"
+  "${PIP[@]}" "$TORCH_TRT_SPEC" || echo "warning: could not install $TORCH_TRT_SPEC; TensorRT tests will skip"
+fi
+
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
+# TensorRT headers for the plugin: an installed SDK wins; otherwise the workspace's shared copies.
+if [ -z "${TENSORRT_INCLUDE_DIR:-}" ]; then
+  for d in "$ROOT/../shared/third_party/tensorrt-11.1/include" "$ROOT/../shared/third_party/tensorrt-10.16/include"; do
+    [ -f "$d/NvInfer.h" ] && TENSORRT_INCLUDE_DIR="${TENSORRT_INCLUDE_DIR:+$TENSORRT_INCLUDE_DIR:}$(cd "$d" && pwd)"
+  done
+  [ -n "${TENSORRT_INCLUDE_DIR:-}" ] && export TENSORRT_INCLUDE_DIR
+fi
+
+step "building torch_mish (pip install --no-build-isolation -e .)"
+(cd "$ROOT" && "$PY" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -e . 2>&1 \
+  | grep -E '^\[torch_mish build\]|error|Error|Successfully installed' || true)
+"$PY" -c 'import torch_mish; print("torch_mish build:", torch_mish.build_info())'

@@ -1,0 +1,76 @@
+"""Autograd through torch.ops.mish: gradcheck, double backward, in-place, opcheck, saved tensors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import DEVICES, FLOAT_DTYPES, assert_mish_close, mish_grad_reference, random_inputs
+
+import torch_mish
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradcheck_and_gradgradcheck(device: str, gen: torch.Generator) -> None:
+    x = random_inputs(64, gen).reshape(4, 16).to(device).requires_grad_()
+    assert torch.autograd.gradcheck(torch.ops.mish.mish, (x,))
+    assert torch.autograd.gradgradcheck(torch.ops.mish.mish, (x,))
+    g = torch.randn(4, 16, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    assert torch.autograd.gradcheck(torch.ops.mish._mish_backward, (g, x))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_autograd_gradients_match_float64(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    x = random_inputs(50_000, gen).to(device=device, dtype=dtype).requires_grad_()
+    g = torch.randn(50_000, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    torch.ops.mish.mish(x).backward(g)
+    assert x.grad is not None and x.grad.dtype == dtype
+    assert_mish_close(x.grad, mish_grad_reference(g, x), f"autograd {dtype}", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_double_backward_matches_f_mish(device: str, gen: torch.Generator) -> None:
+    """Gradient penalties differentiate the gradient: second derivatives agree with F.mish's."""
+    x = random_inputs(1000, gen).to(device).requires_grad_()
+    (g1,) = torch.autograd.grad(torch.ops.mish.mish(x).pow(2).sum(), x, create_graph=True)
+    (h1,) = torch.autograd.grad(g1.pow(2).sum(), x)
+    xr = x.detach().clone().requires_grad_()
+    (g2,) = torch.autograd.grad(F.mish(xr).pow(2).sum(), xr, create_graph=True)
+    (h2,) = torch.autograd.grad(g2.pow(2).sum(), xr)
+    torch.testing.assert_close(g1, g2, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(h1, h2, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_inplace_autograd_on_non_leaf(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    leaf = random_inputs(4096, gen).to(device=device, dtype=dtype).requires_grad_()
+    h = leaf * 1.0  # a non-leaf, as after a BatchNorm
+    y = torch_mish.mish(h, inplace=True)
+    assert y is h
+    g = torch.randn(4096, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    y.backward(g)
+    assert_mish_close(leaf.grad, mish_grad_reference(g, leaf), f"in-place autograd {dtype}", gradient=True)
+
+
+def test_saves_only_the_input() -> None:
+    """Memory: backward keeps the input alive and nothing else (the composed module keeps four)."""
+    saved: list[torch.Tensor] = []
+    x = torch.randn(1000, requires_grad=True)
+    h = x * 2
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        torch.ops.mish.mish(h)
+    assert len(saved) == 1 and saved[0].data_ptr() == h.data_ptr()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_opcheck(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    x = random_inputs(3 * 5 * 7, gen).reshape(3, 5, 7).to(device=device, dtype=dtype)
+    g = torch.randn(3, 5, 7, generator=gen).to(device=device, dtype=dtype)
+    grad_ok = dtype in (torch.float32, torch.float64)
+    torch.library.opcheck(torch.ops.mish.mish.default, (x.clone().requires_grad_(grad_ok),))
+    torch.library.opcheck(torch.ops.mish.mish.default, (x.clone().transpose(0, 2),))
+    torch.library.opcheck(torch.ops.mish.mish_.default, (x.clone(),))
+    torch.library.opcheck(torch.ops.mish._mish_backward.default, (g, x.clone().requires_grad_(grad_ok)))

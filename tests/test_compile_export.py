@@ -1,0 +1,115 @@
+"""torch.compile (no graph breaks, CUDA graphs) and torch.export with the mish ops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import DEVICES, HAS_CUDA
+from torch import nn
+
+import torch_mish
+
+
+def conv_bn_mish(device: str, inplace: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        torch_mish.Mish(inplace=inplace),
+        nn.Conv2d(16, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        torch_mish.Mish(),
+    ).to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_compile_fullgraph_matches_eager(device: str, inplace: bool, gen: torch.Generator) -> None:
+    torch._dynamo.reset()
+    model = conv_bn_mish(device, inplace)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 3, 12, 12, generator=gen).to(device)
+    for training in (True, False):
+        model.train(training)
+        # Each backward runs before the other forward: a training forward updates BatchNorm's running
+        # stats in place, which the other graph saved.
+        xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ye = model(xe)
+        if training:
+            ye.sum().backward()
+        yc = compiled(xc)
+        if training:
+            yc.sum().backward()
+            torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_dynamic_shapes(device: str, gen: torch.Generator) -> None:
+    torch._dynamo.reset()
+    fn = torch.compile(torch_mish.mish, fullgraph=True, dynamic=True)
+    for n in (5, 17, 1000):
+        x = torch.randn(n, 3, generator=gen).to(device)
+        torch.testing.assert_close(fn(x), torch_mish.mish(x), rtol=0, atol=0)
+
+
+def test_export_keeps_the_custom_op(tmp_path, gen: torch.Generator) -> None:  # noqa: ANN001
+    model = conv_bn_mish("cpu").eval()
+    x = torch.randn(2, 3, 12, 12, generator=gen)
+    batch = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.mish.mish.default) == 2, targets
+    assert torch.ops.aten.mish.default not in targets
+    torch.testing.assert_close(ep.module()(x), model(x), rtol=0, atol=0)
+    path = tmp_path / "model.pt2"
+    torch.export.save(ep, path)
+    loaded = torch.export.load(path)
+    x5 = torch.randn(5, 3, 12, 12, generator=gen)
+    torch.testing.assert_close(loaded.module()(x5), model(x5), rtol=0, atol=0)
+
+
+def test_export_training_ir_keeps_the_custom_op() -> None:
+    model = conv_bn_mish("cpu").train()
+    ep = torch.export.export(model, (torch.randn(2, 3, 8, 8),))
+    targets = {n.target for n in ep.graph.nodes if n.op == "call_function"}
+    assert torch.ops.mish.mish.default in targets
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_cuda_graphs_reduce_overhead(gen: torch.Generator) -> None:
+    """CUDA graph capture fails or gives stale results if a kernel runs on the wrong stream."""
+    torch._dynamo.reset()
+    model = conv_bn_mish("cuda").eval()
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    for _ in range(4):
+        x = torch.randn(4, 3, 16, 16, generator=gen).cuda()
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+def test_manual_cuda_graph_capture_on_side_stream(gen: torch.Generator) -> None:
+    x = torch.randn(1 << 16, generator=gen).cuda()
+    y = torch.empty_like(x)
+    stream = torch.cuda.Stream()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.stream(stream):
+        torch_mish.mish(x)  # warm-up outside capture
+        with torch.cuda.graph(graph, stream=stream):
+            y.copy_(torch_mish.mish(x))
+    for _ in range(3):
+        x.copy_(torch.randn(1 << 16, generator=gen).cuda())
+        graph.replay()
+        torch.testing.assert_close(y, torch.nn.functional.mish(x), rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_training_step(dtype: torch.dtype, gen: torch.Generator) -> None:
+    model = conv_bn_mish("cuda")
+    x = torch.randn(4, 3, 16, 16, generator=gen).cuda()
+    with torch.autocast("cuda", dtype=dtype):
+        y = model(x)
+    assert y.dtype == dtype
+    y.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())

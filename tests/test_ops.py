@@ -1,0 +1,127 @@
+"""torch.ops.mish.{mish, mish_, _mish_backward}: numerics against float64, layouts, special values."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import (
+    DEVICES,
+    FLOAT_DTYPES,
+    assert_mish_close,
+    mish_grad_reference,
+    mish_reference,
+    random_inputs,
+)
+
+# Around the vector width (16 bytes: 2 to 8 elements), a block, and many blocks with a tail.
+SIZES = [0, 1, 3, 7, 8, 9, 31, 1023, 4099, 65_537, 1_000_003]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_forward_matches_float64(device: str, dtype: torch.dtype, n: int, gen: torch.Generator) -> None:
+    x = random_inputs(n, gen).to(device=device, dtype=dtype)
+    y = torch.ops.mish.mish(x)
+    assert y.dtype == dtype and y.device == x.device and y.shape == x.shape
+    assert_mish_close(y, mish_reference(x), f"mish {dtype} n={n}")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_backward_matches_float64(device: str, dtype: torch.dtype, n: int, gen: torch.Generator) -> None:
+    x = random_inputs(n, gen).to(device=device, dtype=dtype)
+    g = torch.randn(n, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    gi = torch.ops.mish._mish_backward(g, x)
+    assert gi.dtype == dtype and gi.shape == x.shape
+    assert_mish_close(gi, mish_grad_reference(g, x), f"mish backward {dtype} n={n}", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_inplace_matches_out_of_place(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    x = random_inputs(10_007, gen).to(device=device, dtype=dtype)
+    expected = torch.ops.mish.mish(x)
+    y = x.clone()
+    assert torch.ops.mish.mish_(y) is None  # mutates, returns nothing (functionalizable)
+    torch.testing.assert_close(y, expected, rtol=0, atol=0)
+
+
+def _layouts(device: str, dtype: torch.dtype, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    base = random_inputs(2 * 3 * 17 * 19 * 2, gen).to(device=device, dtype=dtype)
+    nchw = base[: 2 * 3 * 17 * 19].reshape(2, 3, 17, 19)
+    return {
+        "channels_last": nchw.contiguous(memory_format=torch.channels_last),
+        "transposed": base.reshape(34, 114).t(),
+        "strided_slice": base[::3],
+        "offset_breaks_alignment": base[1:1001],
+        "expanded": base[:19].reshape(1, 19).expand(7, 19),
+        "0-d": base[5].clone(),
+        "empty_4d": base[:0].reshape(0, 3, 0, 2),
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_layouts_values_and_memory_format(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    for name, x in _layouts(device, dtype, gen).items():
+        y = torch.ops.mish.mish(x)
+        assert_mish_close(y, mish_reference(x), f"{name} {dtype}")
+        assert y.stride() == F.mish(x).stride(), f"{name}: strides {y.stride()} != F.mish's {F.mish(x).stride()}"
+        g = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+        assert_mish_close(torch.ops.mish._mish_backward(g, x), mish_grad_reference(g, x), f"{name} backward", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_inplace_on_non_dense_views(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    for name, x in _layouts(device, dtype, gen).items():
+        if name == "expanded":
+            continue  # overlapping: must raise, see test_errors
+        base = x.clone() if x.dim() == 0 else x
+        expected = mish_reference(base)
+        shape, stride = base.shape, base.stride()
+        torch.ops.mish.mish_(base)
+        assert_mish_close(base, expected, f"in-place {name} {dtype}")
+        assert base.shape == shape and base.stride() == stride
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mixed_gradient_layout(device: str, gen: torch.Generator) -> None:
+    """grad_output in a different memory format than the input (common after a channels_last conv)."""
+    x = random_inputs(4 * 8 * 5 * 5, gen).reshape(4, 8, 5, 5).to(device=device, dtype=torch.float32)
+    g = torch.randn(4, 8, 5, 5, generator=gen).to(device).contiguous(memory_format=torch.channels_last)
+    assert_mish_close(torch.ops.mish._mish_backward(g, x), mish_grad_reference(g, x), "mixed layout", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_special_values(device: str, dtype: torch.dtype) -> None:
+    fmax = torch.finfo(dtype).max
+    edges = [11.08, 11.09, 11.1, 88.7, 88.72, 88.73, 20.0, 19.99, 40.0, -0.6, -1.1924, -87.0, -104.0, -745.0, 1e-30]
+    values = [float("nan"), float("inf"), float("-inf"), 0.0, -0.0, fmax, -fmax, *edges, *(-v for v in edges)]
+    x = torch.tensor(values, dtype=dtype, device=device)
+    y = torch.ops.mish.mish(x).cpu()
+    assert y[0].isnan()
+    assert y[1].item() == float("inf")
+    assert y[2].item() == 0.0, "mish(-inf) is the limit 0 (F.mish gives NaN)"
+    assert y[5].item() == fmax and torch.isfinite(y[3:]).all()
+    assert_mish_close(y, mish_reference(x), f"special values {dtype}")
+    d = torch.ops.mish._mish_backward(torch.ones_like(x), x).cpu()
+    assert d[0].isnan() and d[1].item() == 1.0 and d[2].item() == 0.0 and torch.isfinite(d[3:]).all()
+    finite = torch.isfinite(x)
+    assert_mish_close(d[finite.cpu()], mish_grad_reference(torch.ones_like(x), x)[finite.cpu()], "special grads", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_every_half_precision_value(device: str, dtype: torch.dtype) -> None:
+    """Exhaustive: all 65536 bit patterns of the 16-bit type, forward and derivative."""
+    x = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype).to(device)
+    assert_mish_close(torch.ops.mish.mish(x), mish_reference(x), f"all {dtype} values")
+    ones = torch.ones_like(x)
+    finite = torch.isfinite(x).cpu()
+    d = torch.ops.mish._mish_backward(ones, x).cpu()
+    assert_mish_close(d[finite], mish_grad_reference(ones, x)[finite], f"all {dtype} derivatives", gradient=True)

@@ -1,0 +1,23 @@
+"""torch_mish: the Mish activation as a fused PyTorch custom operator (torch.ops.mish.*).
+
+Importing the package registers ``torch.ops.mish.mish``, ``mish_`` and ``_mish_backward`` with the
+dispatcher (CPU, and CUDA when built with it), their fake kernels and autograd.
+"""
+
+from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered
+from torch_mish import ops as _ops  # noqa: F401 - fake kernels and autograd
+from torch_mish.functional import mish
+from torch_mish.nn import Mish
+
+__all__ = ["Mish", "build_info", "has_cuda_kernels", "mish"]
+__version__ = "0.1.0"
+
+
+def build_info() -> dict[str, object]:
+    """What this installation was built for (torch, CUDA, architectures, TensorRT plugin libraries)."""
+    return _library.build_info()
+
+
+def has_cuda_kernels() -> bool:
+    """True when the CUDA kernels were compiled into this build."""
+    return _library.has_cuda_kernels()

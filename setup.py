@@ -81,14 +81,15 @@ def resolve_cuda() -> tuple[bool, str | None]:
     return True, nvcc
 
 
-def write_build_info(with_cuda: bool, nvcc: str | None, trt_libs: list[str]) -> None:
+def write_build_info(with_cuda: bool, nvcc: str | None, trt_libs: dict[str, str]) -> None:
     info = {
         "torch_version": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "cuda_kernels": with_cuda,
         "nvcc": nvcc,
         "arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
-        "tensorrt_plugins": trt_libs,
+        "tensorrt_plugins": sorted(trt_libs),
+        "tensorrt_include_dirs": trt_libs,  # plugin library -> the TensorRT headers it was built with
     }
     body = "".join(f"{k} = {v!r}\n" for k, v in info.items())
     (ROOT / PACKAGE / "_build_info.py").write_text('"""Written by setup.py: what this build was made for."""\n\n' + body)
@@ -106,13 +107,14 @@ def extension() -> cpp_extension.CppExtension:
 
     from csrc.trt.build import plugin_targets  # noqa: PLC0415 - build helper lives beside its sources
 
-    trt_libs = [t.library for t in plugin_targets(with_cuda)]
+    targets = plugin_targets(with_cuda)
+    trt_libs = [t.library for t in targets]
     log(
         f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA kernels: {with_cuda}"
         + (f" (nvcc {nvcc}, arch list {os.environ.get('TORCH_CUDA_ARCH_LIST', 'visible GPUs')})" if with_cuda else "")
         + f", debug: {debug}, TensorRT plugins: {trt_libs or 'none'}"
     )
-    write_build_info(with_cuda, nvcc, trt_libs)
+    write_build_info(with_cuda, nvcc, {t.library: str(t.include_dir) for t in targets})
     kind = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     return kind(
         f"{PACKAGE}._C",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, FLOAT_DTYPES, assert_mish_close, mish_grad_reference, random_inputs
+from helpers import DEVICES, FLOAT_DTYPES, assert_mish_close, mish_grad_reference, random_inputs
 
 import torch_mish
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import HAS_CUDA, assert_mish_close, host_memory_available, mish_grad_reference, mish_reference
+from helpers import HAS_CUDA, assert_mish_close, host_memory_available, mish_grad_reference, mish_reference
 
 N = 2**31 + 4099  # past int32, and not a multiple of the vector width
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import DEVICES, assert_mish_close, mish_reference, random_inputs
+from helpers import DEVICES, assert_mish_close, mish_reference, random_inputs
 from torch import nn
 
 import torch_mish

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import (
+from helpers import (
     DEVICES,
     FLOAT_DTYPES,
     assert_mish_close,

@@ -6,10 +6,11 @@ dispatcher (CPU, and CUDA when built with it), their fake kernels and autograd.
 
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered
 from torch_mish import ops as _ops  # noqa: F401 - fake kernels and autograd
+from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
 from torch_mish.functional import mish
 from torch_mish.nn import Mish
 
-__all__ = ["Mish", "build_info", "has_cuda_kernels", "mish"]
+__all__ = ["Mish", "allow_tensorrt_without_gpu", "build_info", "has_cuda_kernels", "mish"]
 __version__ = "0.1.0"
 
 

@@ -25,6 +25,12 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
     if inplace:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:
+            # torch.export, torch-tensorrt and the ONNX exporters then see
+            # torch.ops.mish.mish (a traced mish_ would become an opaque auto_functionalized node), and
+            # Inductor re-inplaces the copy.
+            return input.copy_(torch.ops.mish.mish(input))
         torch.ops.mish.mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
     return torch.ops.mish.mish(input)

@@ -1,0 +1,259 @@
+#include "mish_plugin.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "kernels/mish_launch.h"
+
+namespace mish::trt {
+
+std::atomic<nvinfer1::ILoggerFinder*> gLoggerFinder{nullptr};
+
+namespace {
+
+using nvinfer1::DataType;
+using nvinfer1::TensorFormat;
+
+
+
+bool supported_type(DataType t) { return t == DataType::kFLOAT || t == DataType::kHALF || t == DataType::kBF16; }
+
+bool to_kernel_dtype(DataType t, mish::DType& out) {
+  switch (t) {
+    case DataType::kFLOAT: out = mish::DType::kFloat32; return true;
+    case DataType::kHALF: out = mish::DType::kFloat16; return true;
+    case DataType::kBF16: out = mish::DType::kBFloat16; return true;
+    default: return false;
+  }
+}
+
+// Element count of a runtime shape; -1 if a dimension is negative (unresolved).
+int64_t volume(nvinfer1::Dims const& d) {
+  int64_t n = 1;
+  for (int32_t i = 0; i < d.nbDims; ++i) {
+    if (d.d[i] < 0) return -1;
+    n *= d.d[i];
+  }
+  return n;
+}
+
+std::string describe(DataType t) {
+  switch (t) {
+    case DataType::kFLOAT: return "kFLOAT";
+    case DataType::kHALF: return "kHALF";
+    case DataType::kBF16: return "kBF16";
+    case DataType::kINT8: return "kINT8";
+    case DataType::kINT32: return "kINT32";
+    case DataType::kINT64: return "kINT64";
+    case DataType::kBOOL: return "kBOOL";
+    default: return "DataType(" + std::to_string(static_cast<int>(t)) + ")";
+  }
+}
+
+bool check_io(int32_t nbInputs, int32_t nbOutputs, char const* where) {
+  if (nbInputs == 1 && nbOutputs == 1) return true;
+  log_error(std::string(where) + ": expected 1 input and 1 output, got " + std::to_string(nbInputs) + " and " +
+            std::to_string(nbOutputs));
+  return false;
+}
+
+}  // namespace
+
+void log_error(std::string const& message) noexcept {
+  try {
+    std::string const text = std::string(kPluginNamespace) + "::" + kPluginName + ": " + message;
+    nvinfer1::ILoggerFinder* finder = gLoggerFinder.load();
+    nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
+    if (logger != nullptr) {
+      logger->log(nvinfer1::ILogger::Severity::kERROR, text.c_str());
+    } else {
+      std::fprintf(stderr, "[E] %s\n", text.c_str());
+    }
+  } catch (...) {
+    // Nothing left to report with; never let an exception cross into TensorRT.
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// MishPlugin
+
+MishPlugin::MishPlugin() : mSerialField(kFormatVersionField, nullptr, nvinfer1::PluginFieldType::kINT32, 1) {}
+
+nvinfer1::IPluginCapability* MishPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
+  switch (type) {
+    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+  }
+  return nullptr;
+}
+
+nvinfer1::IPluginV3* MishPlugin::clone() noexcept {
+  try {
+    return new MishPlugin(*this);
+  } catch (std::exception const& e) {
+    log_error(std::string("clone failed: ") + e.what());
+  } catch (...) {
+    log_error("clone failed");
+  }
+  return nullptr;
+}
+
+int32_t MishPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+                                    nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept {
+  if (!check_io(nbInputs, nbOutputs, "configurePlugin") || in == nullptr || out == nullptr) return -1;
+  if (!supported_type(in[0].desc.type) || out[0].desc.type != in[0].desc.type) {
+    log_error("configurePlugin: unsupported input/output types " + describe(in[0].desc.type) + "/" +
+              describe(out[0].desc.type) + " (supported: kFLOAT, kHALF, kBF16, output = input)");
+    return -1;
+  }
+  return 0;
+}
+
+int32_t MishPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
+                                       int32_t nbInputs) const noexcept {
+  if (!check_io(nbInputs, nbOutputs, "getOutputDataTypes") || outputTypes == nullptr || inputTypes == nullptr) {
+    return -1;
+  }
+  if (!supported_type(inputTypes[0])) {
+    log_error("input type " + describe(inputTypes[0]) + " is not supported (kFLOAT, kHALF, kBF16)");
+    return -1;
+  }
+  outputTypes[0] = inputTypes[0];
+  return 0;
+}
+
+int32_t MishPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
+                                    nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/,
+                                    nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+                                    nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
+  if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
+  outputs[0] = inputs[0];  // elementwise: any rank, dynamic dimensions pass through
+  return 0;
+}
+
+bool MishPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
+                                           int32_t nbInputs, int32_t nbOutputs) noexcept {
+  if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
+  nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
+  if (desc.format != TensorFormat::kLINEAR) return false;
+  return pos == 0 ? supported_type(desc.type) : desc.type == inOut[0].desc.type;
+}
+
+int32_t MishPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
+                                  nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept {
+  if (!check_io(nbInputs, nbOutputs, "onShapeChange") || in == nullptr || out == nullptr) return -1;
+  if (!supported_type(in[0].type) || out[0].type != in[0].type || in[0].format != TensorFormat::kLINEAR) {
+    log_error("onShapeChange: unsupported type/format " + describe(in[0].type));
+    return -1;
+  }
+  if (volume(in[0].dims) != volume(out[0].dims)) {
+    log_error("onShapeChange: input and output element counts differ");
+    return -1;
+  }
+  return 0;
+}
+
+int32_t MishPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+                            void const* const* inputs, void* const* outputs, void* /*workspace*/,
+                            cudaStream_t stream) noexcept {
+  if (inputDesc == nullptr || outputDesc == nullptr || inputs == nullptr || outputs == nullptr) return -1;
+  mish::DType dtype{};
+  if (!to_kernel_dtype(inputDesc[0].type, dtype) || outputDesc[0].type != inputDesc[0].type) {
+    log_error("enqueue: unsupported type " + describe(inputDesc[0].type));
+    return -1;
+  }
+  int64_t const n = volume(inputDesc[0].dims);
+  if (n < 0) {
+    log_error("enqueue: unresolved input dimensions");
+    return -1;
+  }
+  cudaError_t const err = mish::launch_forward(dtype, inputs[0], outputs[0], n, stream);
+  if (err != cudaSuccess) {
+    log_error(std::string("enqueue: kernel launch failed: ") + cudaGetErrorString(err));
+    return -1;
+  }
+  return 0;
+}
+
+nvinfer1::IPluginV3* MishPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept {
+  return clone();  // no per-context resources
+}
+
+nvinfer1::PluginFieldCollection const* MishPlugin::getFieldsToSerialize() noexcept {
+  mSerialField.data = &mFormatVersion;
+  mSerialFields.nbFields = 1;
+  mSerialFields.fields = &mSerialField;
+  return &mSerialFields;
+}
+
+// ---------------------------------------------------------------------------------------------
+// MishPluginCreator
+
+MishPluginCreator::MishPluginCreator() : mField(kFormatVersionField, nullptr, nvinfer1::PluginFieldType::kINT32, 1) {
+  mFieldNames.nbFields = 1;
+  mFieldNames.fields = &mField;
+}
+
+nvinfer1::IPluginV3* MishPluginCreator::createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
+                                                     nvinfer1::TensorRTPhase phase) noexcept {
+  try {
+    std::string const who = std::string("createPlugin(") + (name != nullptr ? name : "<unnamed>") + "): ";
+    bool has_version = false;
+    if (fc != nullptr && fc->nbFields > 0 && fc->fields == nullptr) {
+      log_error(who + "field collection has " + std::to_string(fc->nbFields) + " fields but no field array");
+      return nullptr;
+    }
+    for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
+      nvinfer1::PluginField const& f = fc->fields[i];
+      std::string const field = f.name != nullptr ? f.name : "<null>";
+      if (field != kFormatVersionField) {
+        log_error(who + "unknown field '" + field + "' (accepted: " + kFormatVersionField + ")");
+        return nullptr;
+      }
+      if (f.type != nvinfer1::PluginFieldType::kINT32 || f.length != 1 || f.data == nullptr) {
+        log_error(who + "field '" + field + "' must be one kINT32 value");
+        return nullptr;
+      }
+      int32_t const version = *static_cast<int32_t const*>(f.data);
+      if (version != kFormatVersion) {
+        log_error(who + "serialized by format version " + std::to_string(version) + ", this library reads version " +
+                  std::to_string(kFormatVersion) + ": rebuild the engine with this torch_mish");
+        return nullptr;
+      }
+      has_version = true;
+    }
+    if (phase == nvinfer1::TensorRTPhase::kRUNTIME && !has_version) {
+      log_error(who + "missing field '" + kFormatVersionField + "' when deserializing");
+      return nullptr;
+    }
+    return new MishPlugin();
+  } catch (std::exception const& e) {
+    log_error(std::string("createPlugin failed: ") + e.what());
+  } catch (...) {
+    log_error("createPlugin failed");
+  }
+  return nullptr;
+}
+
+}  // namespace mish::trt
+
+// Entry points TensorRT looks up with dlsym when loading a plugin library. No public header
+// declares them, and the library is built with hidden visibility, so export them explicitly.
+extern "C" {
+
+__attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
+  mish::trt::gLoggerFinder.store(finder);
+}
+
+__attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
+  static mish::trt::MishPluginCreator creator;
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
+  nbCreators = 1;
+  return creators;
+}
+
+}  // extern "C"

@@ -1,0 +1,86 @@
+// TensorRT IPluginV3 for Mish: one input, one output of the same type and shape, linear format,
+// float32/float16/bfloat16. It runs mish::launch_forward, the launcher the torch op uses.
+//
+// Links neither libtorch nor libnvinfer: TensorRT finds it through getCreators() (exported by
+// mish_plugin.cpp) when the library is loaded with IPluginRegistry::loadLibrary, trtexec
+// --dynamicPlugins or trt.get_plugin_registry().load_library().
+#pragma once
+
+#include <NvInferRuntime.h>
+
+#include <string>
+
+namespace mish::trt {
+
+constexpr char const* kPluginName = "TorchMish";
+constexpr char const* kPluginVersion = "1";
+constexpr char const* kPluginNamespace = "torch_mish";
+// Serialized-field schema version: bump when fields change; createPlugin refuses other versions.
+constexpr int32_t kFormatVersion = 1;
+constexpr char const* kFormatVersionField = "format_version";
+
+class MishPlugin final : public nvinfer1::IPluginV3,
+                         public nvinfer1::IPluginV3OneCore,
+                         public nvinfer1::IPluginV3OneBuild,
+                         public nvinfer1::IPluginV3OneRuntime {
+ public:
+  MishPlugin();
+  MishPlugin(MishPlugin const&) = default;
+  ~MishPlugin() override = default;
+
+  // IPluginV3
+  nvinfer1::IPluginCapability* getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept override;
+  nvinfer1::IPluginV3* clone() noexcept override;
+
+  // IPluginV3OneCore
+  char const* getPluginName() const noexcept override { return kPluginName; }
+  char const* getPluginVersion() const noexcept override { return kPluginVersion; }
+  char const* getPluginNamespace() const noexcept override { return kPluginNamespace; }
+
+  // IPluginV3OneBuild
+  int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
+                          nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept override;
+  int32_t getOutputDataTypes(nvinfer1::DataType* outputTypes, int32_t nbOutputs,
+                             nvinfer1::DataType const* inputTypes, int32_t nbInputs) const noexcept override;
+  int32_t getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs, nvinfer1::DimsExprs const* shapeInputs,
+                          int32_t nbShapeInputs, nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
+                          nvinfer1::IExprBuilder& exprBuilder) noexcept override;
+  bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
+                                 int32_t nbOutputs) noexcept override;
+  int32_t getNbOutputs() const noexcept override { return 1; }
+
+  // IPluginV3OneRuntime
+  int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
+                        int32_t nbOutputs) noexcept override;
+  int32_t enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
+                  void const* const* inputs, void* const* outputs, void* workspace,
+                  cudaStream_t stream) noexcept override;
+  nvinfer1::IPluginV3* attachToContext(nvinfer1::IPluginResourceContext* context) noexcept override;
+  nvinfer1::PluginFieldCollection const* getFieldsToSerialize() noexcept override;
+
+ private:
+  int32_t mFormatVersion{kFormatVersion};
+  nvinfer1::PluginField mSerialField;
+  nvinfer1::PluginFieldCollection mSerialFields{};
+};
+
+class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
+ public:
+  MishPluginCreator();
+
+  nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
+                                    nvinfer1::TensorRTPhase phase) noexcept override;
+  nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override { return &mFieldNames; }
+  char const* getPluginName() const noexcept override { return kPluginName; }
+  char const* getPluginVersion() const noexcept override { return kPluginVersion; }
+  char const* getPluginNamespace() const noexcept override { return kPluginNamespace; }
+
+ private:
+  nvinfer1::PluginField mField;
+  nvinfer1::PluginFieldCollection mFieldNames{};
+};
+
+// Reports through TensorRT's logger when the runtime gave us one (setLoggerFinder), else stderr.
+void log_error(std::string const& message) noexcept;
+
+}  // namespace mish::trt

@@ -1,0 +1,147 @@
+"""Fixtures for the TensorRT tests: torch_tensorrt (optional), the plugin test harness, and what
+this machine can prove (build networks/engines: always with TensorRT-RTX; run engines: only with a
+TensorRT runtime that supports the GPU)."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import importlib.util
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+import torch_mish
+
+HERE = Path(__file__).resolve().parent
+HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
+# Compute capabilities TensorRT-RTX runs engines on (its own error message lists them).
+RTX_RUNTIME_CAPABILITIES = {(8, 0), (8, 6), (8, 9), (12, 0), (12, 1)}
+
+
+@pytest.fixture(scope="session")
+def trt():  # noqa: ANN201 - the tensorrt module
+    """tensorrt (or tensorrt_rtx, which torch_tensorrt aliases to it) with torch_mish's converters
+    registered; skips when torch-tensorrt is not installed."""
+    if not HAS_TORCH_TRT:
+        pytest.skip("torch-tensorrt is not installed (pip install torch-tensorrt or torch-tensorrt-rtx)")
+    torch_mish.allow_tensorrt_without_gpu()
+    importlib.import_module("torch_mish.tensorrt")  # registers the converters, loads the plugin library
+    return importlib.import_module("tensorrt")
+
+
+def is_rtx(trt) -> bool:  # noqa: ANN001
+    return getattr(trt, "_package_name", "") == "tensorrt_rtx" or trt.__name__.startswith("tensorrt_rtx")
+
+
+def engine_runtime_unavailable_reason(trt) -> str | None:  # noqa: ANN001
+    """Why no TensorRT engine can run here, or None if one can."""
+    if not torch.cuda.is_available():
+        return "no CUDA device: TensorRT engines need a GPU to run"
+    cc = torch.cuda.get_device_capability()
+    if is_rtx(trt) and cc not in RTX_RUNTIME_CAPABILITIES and cc < (12, 0):
+        return f"TensorRT-RTX cannot run engines on compute capability {cc[0]}.{cc[1]}; needs full TensorRT"
+    return None
+
+
+@pytest.fixture(scope="session")
+def trt_runtime(trt):  # noqa: ANN001, ANN201
+    reason = engine_runtime_unavailable_reason(trt)
+    if reason:
+        pytest.skip(reason)
+    return trt
+
+
+@pytest.fixture(scope="session")
+def plugin_layers(trt):  # noqa: ANN001, ANN201
+    """Skip where networks cannot hold plugin layers (TensorRT-RTX 1.6's API has no add_plugin_v3)."""
+    if not hasattr(trt.INetworkDefinition, "add_plugin_v3"):
+        pytest.skip(f"{trt.__name__} {trt.__version__} cannot add plugin layers to a network (needs full TensorRT)")
+    return trt
+
+
+def built_plugins() -> dict[str, str]:
+    """Plugin library path -> the TensorRT include folder it was compiled against."""
+    info = torch_mish.build_info()
+    lib_dir = Path(torch_mish.__file__).resolve().parent / "lib"
+    return {str(lib_dir / name): inc for name, inc in (info.get("tensorrt_include_dirs") or {}).items()}
+
+
+class Harness:
+    """ctypes view of tests/tensorrt/plugin_harness.cpp loaded with one plugin library."""
+
+    def __init__(self, so: Path, plugin_lib: str) -> None:
+        self.lib = ctypes.CDLL(str(so))
+        c = self.lib
+        c.h_load.argtypes = [ctypes.c_char_p]
+        for fn in ("h_last_error", "h_take_log", "h_creator_name", "h_creator_version", "h_creator_namespace"):
+            getattr(c, fn).restype = ctypes.c_char_p
+        c.h_plugin_name.restype = ctypes.c_char_p
+        c.h_plugin_name.argtypes = [ctypes.c_void_p]
+        c.h_create.restype = ctypes.c_void_p
+        c.h_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p),
+                               ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_void_p),
+                               ctypes.POINTER(ctypes.c_int)]
+        for fn in ("h_roundtrip", "h_clone"):
+            getattr(c, fn).restype = ctypes.c_void_p
+            getattr(c, fn).argtypes = [ctypes.c_void_p]
+        c.h_destroy.argtypes = [ctypes.c_void_p]
+        c.h_num_outputs.argtypes = [ctypes.c_void_p]
+        c.h_workspace.argtypes = [ctypes.c_void_p]
+        c.h_supports.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 5
+        c.h_output_type.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        c.h_configure.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
+        c.h_enqueue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int,
+                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        if c.h_load(plugin_lib.encode()) != 0:
+            raise RuntimeError(f"harness could not load {plugin_lib}: {c.h_last_error().decode()}")
+        self._keep: list[object] = []
+
+    def take_log(self) -> str:
+        return self.lib.h_take_log().decode()
+
+    def create(self, phase: int, fields: list[tuple[str, int, object, int]] | None = None) -> int | None:
+        """fields: (name, PluginFieldType value, ctypes data or None, length)."""
+        fields = fields or []
+        n = len(fields)
+        names = (ctypes.c_char_p * max(n, 1))(*[f[0].encode() for f in fields])
+        types = (ctypes.c_int * max(n, 1))(*[f[1] for f in fields])
+        data = (ctypes.c_void_p * max(n, 1))(
+            *[ctypes.cast(f[2], ctypes.c_void_p) if f[2] is not None else None for f in fields]
+        )
+        lengths = (ctypes.c_int * max(n, 1))(*[f[3] for f in fields])
+        self._keep.extend(f[2] for f in fields)
+        return self.lib.h_create(phase, n, names, types, data, lengths)
+
+    @staticmethod
+    def dims(shape: tuple[int, ...]) -> ctypes.Array:
+        return (ctypes.c_int64 * max(len(shape), 1))(*shape)
+
+
+def _compile_harness(include_dir: str, out: Path) -> Path:
+    cuda_home = os.environ.get("CUDA_HOME") or "/usr/local/cuda"
+    cuda_inc = Path(cuda_home) / "include"
+    if not (cuda_inc / "cuda_runtime_api.h").exists():
+        pytest.skip(f"CUDA headers not found in {cuda_inc} (set CUDA_HOME)")
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to build the plugin harness")
+    so = out / "libplugin_harness.so"
+    cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O1", "-isystem", include_dir, "-isystem", str(cuda_inc),
+           str(HERE / "plugin_harness.cpp"), "-o", str(so), "-ldl"]
+    subprocess.run(cmd, check=True)
+    return so
+
+
+@pytest.fixture(scope="session", params=sorted(built_plugins()) or [None], ids=lambda p: Path(p).name if p else "none")
+def harness(request, tmp_path_factory) -> Harness:  # noqa: ANN001
+    lib = request.param
+    if lib is None:
+        pytest.skip("torch_mish was built without TensorRT headers (set TENSORRT_INCLUDE_DIR and rebuild)")
+    include_dir = built_plugins()[lib]
+    so = _compile_harness(include_dir, tmp_path_factory.mktemp(Path(lib).stem))
+    return Harness(so, lib)

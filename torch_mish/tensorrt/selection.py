@@ -1,0 +1,52 @@
+"""Which TensorRT lowering the Mish converter emits."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import Literal
+
+Lowering = Literal["native", "plugin", "auto"]
+LOWERINGS: tuple[str, ...] = ("native", "plugin", "auto")
+
+_state = threading.local()
+
+
+def _validate(name: str) -> str:
+    if name not in LOWERINGS:
+        raise ValueError(f"unknown Mish lowering {name!r}: expected one of {', '.join(LOWERINGS)}")
+    return name
+
+
+def _default() -> str:
+    return _validate(os.environ.get("TORCH_MISH_TRT_LOWERING", "auto"))
+
+
+def get_lowering() -> str:
+    """The lowering in effect in this thread ('native', 'plugin' or 'auto')."""
+    return getattr(_state, "value", None) or _default()
+
+
+def set_lowering(name: Lowering) -> None:
+    """Set the lowering for later conversions in this thread. The default comes from the
+    environment variable TORCH_MISH_TRT_LOWERING, else 'auto'."""
+    _state.value = _validate(name)
+
+
+@contextlib.contextmanager
+def lowering(name: Lowering) -> Iterator[None]:
+    """Use a lowering inside a ``with`` block, restoring the previous one after."""
+    previous = getattr(_state, "value", None)
+    _state.value = _validate(name)
+    try:
+        yield
+    finally:
+        _state.value = previous
+
+
+def resolve(name: str | None = None) -> str:
+    """'auto' resolved to the lowering that will be emitted: native (TensorRT fuses it)."""
+    chosen = _validate(name) if name else get_lowering()
+    return "native" if chosen == "auto" else chosen

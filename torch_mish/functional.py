@@ -30,7 +30,9 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
             # torch.export, torch-tensorrt and the ONNX exporters then see
             # torch.ops.mish.mish (a traced mish_ would become an opaque auto_functionalized node), and
             # Inductor re-inplaces the copy.
-            return input.copy_(torch.ops.mish.mish(input))
+            # Under autograd, mish saves its input for backward: give it a copy that copy_ won't bump.
+            source = input.clone() if input.requires_grad and torch.is_grad_enabled() else input
+            return input.copy_(torch.ops.mish.mish(source))
         torch.ops.mish.mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
     return torch.ops.mish.mish(input)

@@ -1,71 +1,268 @@
-"""torch_mish demo: a Conv-BN-Mish model run with the fused op and with nn.Mish, compared.
+"""torch_mish end to end on a YOLOv4-CSP-style detector: the main job.
 
-    python examples/demo.py [--device cpu|cuda] [--dtype float32|float16|bfloat16]
+A user's model with a hand-written Mish is converted to the fused op, trained a few steps on
+synthetic data, checked against nn.Mish on the same weights, exported (torch.export, ONNX: run in
+onnxruntime), and lowered to TensorRT in both lowerings — compiled and run where a TensorRT runtime
+can run engines, otherwise converted and built into engines on the CPU with what is installed
+(TensorRT-RTX), saying exactly what was skipped and why. Artifacts and summary.json go to --out.
+
+    python examples/demo.py                      # CPU: tiny model; GPU: full size
+    python examples/demo.py --model-size full --device cuda --dtype bfloat16 --steps 20
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
+import json
+import logging
+import sys
 import time
+import traceback
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import torch_mish
+from torch_mish.models import YOLOv4CSP, count_layers
+
+SIZES = {  # width, depth, image size
+    "tiny": (0.125, 0.34, 128),
+    "small": (0.5, 0.67, 320),
+    "full": (1.0, 1.0, 512),
+}
 
 
-def conv_bn_mish(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.Mish())
+class HandwrittenMish(nn.Module):
+    """The Mish module of the public YOLOv4 PyTorch code bases: what users arrive with."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tanh(F.softplus(x))
 
 
-def build_model() -> nn.Sequential:
-    return nn.Sequential(conv_bn_mish(3, 32), conv_bn_mish(32, 64), conv_bn_mish(64, 64), conv_bn_mish(64, 32))
+def progress(items: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
+    if importlib.util.find_spec("tqdm") is not None:
+        from tqdm import tqdm
+
+        return tqdm(items, total=total, desc=desc, file=sys.stdout, dynamic_ncols=True)
+    return items
 
 
-def use_fused_mish(model: nn.Module) -> nn.Module:
-    for name, child in model.named_children():
-        if isinstance(child, nn.Mish):
-            setattr(model, name, torch_mish.Mish(inplace=child.inplace))
-        else:
-            use_fused_mish(child)
-    return model
+def step(title: str) -> None:
+    print(f"\n==> {title}", flush=True)
 
 
-def timed(model: nn.Module, x: torch.Tensor, repeats: int = 20) -> tuple[torch.Tensor, float]:
-    with torch.no_grad():
-        model(x)
-        if x.is_cuda:
+def timed(fn: Callable[[], Any], device: str, repeats: int = 10) -> tuple[Any, float]:
+    out = fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        out = fn()
+        if device == "cuda":
             torch.cuda.synchronize()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            y = model(x)
-            if x.is_cuda:
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-    return y, sorted(times)[len(times) // 2] * 1e3
+        times.append(time.perf_counter() - start)
+    return out, sorted(times)[len(times) // 2] * 1e3
+
+
+def max_error(got: Any, expected: Any) -> float:
+    got = got if isinstance(got, (list, tuple)) else [got]
+    expected = expected if isinstance(expected, (list, tuple)) else [expected]
+    return max(
+        (torch.as_tensor(g).double().cpu() - torch.as_tensor(e).double().cpu()).abs().max().item()
+        for g, e in zip(got, expected, strict=True)
+    )
+
+
+class Summary:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, path: str, where: str, status: str, ms: float | None = None, err: float | None = None,
+            note: str = "") -> None:
+        self.rows.append({"path": path, "where": where, "status": status, "latency_ms": ms, "max_abs_err": err,
+                          "note": note})
+        print(f"    {path}: {status}" + (f", {ms:.2f} ms" if ms is not None else "")
+              + (f", max |err| {err:.2e}" if err is not None else "") + (f" — {note}" if note else ""), flush=True)
+
+    def table(self) -> str:
+        head = f"{'path':<34}{'where':<10}{'status':<10}{'ms':>9}{'max|err|':>11}  note"
+        lines = [head, "-" * len(head)]
+        for r in self.rows:
+            ms = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
+            err = f"{r['max_abs_err']:.2e}" if r["max_abs_err"] is not None else "-"
+            lines.append(f"{r['path']:<34}{r['where']:<10}{r['status']:<10}{ms:>9}{err:>11}  {r['note']}")
+        return "\n".join(lines)
+
+
+def train(model: nn.Module, args: argparse.Namespace, image: int) -> list[float]:
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    gen = torch.Generator(device=args.device).manual_seed(0)
+    autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.device == "cuda")
+    losses = []
+    model.train()
+    for _ in progress(range(args.steps), args.steps, "training"):
+        x = torch.randn(args.batch, 3, image, image, device=args.device, generator=gen)
+        with autocast:
+            outputs = model(x)
+            loss = sum(F.mse_loss(o.float(), torch.zeros_like(o, dtype=torch.float32)) for o in outputs)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    return losses
+
+
+def tensorrt_part(model: nn.Module, x: torch.Tensor, args: argparse.Namespace, out: Path, summary: Summary,
+                  expected: Any) -> None:
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        for lowering in args.lowerings:
+            summary.add(f"TensorRT ({lowering})", "-", "skipped", note="torch-tensorrt is not installed")
+        return
+    torch_mish.allow_tensorrt_without_gpu()
+    import torch_tensorrt
+
+    import torch_mish.tensorrt as mt
+    from torch_mish.tensorrt.inspect import build_network, dry_run
+
+    import tensorrt  # after torch_tensorrt, which aliases tensorrt_rtx to it
+
+    rtx = tensorrt.__name__.startswith("tensorrt_rtx") or getattr(tensorrt, "_package_name", "") == "tensorrt_rtx"
+    reason = None
+    if not torch.cuda.is_available():
+        reason = "no GPU"
+    elif rtx and torch.cuda.get_device_capability() == (9, 0):
+        reason = "TensorRT-RTX does not run engines on compute capability 9.0"
+    flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
+    batch = x.shape[0]
+    spec = [torch_tensorrt.Input(min_shape=(1, *x.shape[1:]), opt_shape=tuple(x.shape),
+                                 max_shape=(max(batch, 2) * 2, *x.shape[1:]), dtype=x.dtype)]
+    for lowering in args.lowerings:
+        name = f"TensorRT ({lowering})"
+        try:
+            if reason is None:
+                compiled = mt.compile(model, [x], lowering=lowering)
+                got, ms = timed(lambda c=compiled: c(x), args.device)
+                mt.save(compiled, out / f"yolo_trt_{lowering}.ep", [x])
+                summary.add(name, "GPU", "ran", ms, max_error(got, expected), f"{flavour}; saved yolo_trt_{lowering}.ep")
+                continue
+            report = dry_run(model, spec, str(out / f"dryrun_{lowering}.txt"), lowering=lowering)
+            note = (f"{report.coverage:.0f}% of {report.total_ops} ops convert, {report.engines} engine; "
+                    f"not run: {reason}")
+            try:
+                built = build_network(model, spec, lowering=lowering)
+                engine = built.build_serialized_engine()
+                (out / f"yolo_{lowering}.engine").write_bytes(engine)
+                summary.add(name, "CPU", "built", note=f"{len(engine) / 2**20:.1f} MB engine ({flavour}); {note}")
+            except Exception as exc:  # noqa: BLE001 - report, keep going
+                summary.add(name, "CPU", "converted", note=f"{note}; engine not built: {str(exc).splitlines()[0]}")
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            summary.add(name, "-", "FAILED", note=str(exc).splitlines()[0])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    parser.add_argument("--size", type=int, default=128, help="image size")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                        help="inference dtype for the comparisons and TensorRT (training uses bf16 autocast on GPU)")
+    parser.add_argument("--model-size", choices=list(SIZES), help="default: full on GPU, tiny on CPU")
+    parser.add_argument("--image-size", type=int, help="default: by model size")
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=5, help="training steps")
+    parser.add_argument("--lowering", default="both", choices=["native", "plugin", "both"])
+    parser.add_argument("--checkpoint", type=Path, help="load weights (state_dict) instead of random init")
+    parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args()
+    args.lowerings = ["native", "plugin"] if args.lowering == "both" else [args.lowering]
+    size = args.model_size or ("full" if args.device == "cuda" else "tiny")
+    width, depth, default_image = SIZES[size]
+    image = args.image_size or default_image
     dtype = getattr(torch, args.dtype)
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    summary = Summary()
+    t0 = time.perf_counter()
+    print(f"torch_mish {torch_mish.__version__} | torch {torch.__version__} | device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+          + f" | model {size} (width {width}, depth {depth}) | image {image} | out {args.out}")
 
+    step("1/6 build the user's model (hand-written Mish) and convert it to torch_mish")
     torch.manual_seed(0)
-    reference = build_model().to(args.device, dtype).eval()
-    fused = use_fused_mish(copy.deepcopy(reference))
-    x = torch.randn(4, 3, args.size, args.size, device=args.device, dtype=dtype)
-    y_ref, t_ref = timed(reference, x)
-    y_fused, t_fused = timed(fused, x)
-    err = (y_fused.double() - y_ref.double()).abs().max().item()
-    print(f"\ntorch_mish {torch_mish.__version__}, torch {torch.__version__}, device {args.device}, dtype {args.dtype}")
-    print(f"{'path':<22}{'median ms':>10}{'max |err|':>12}")
-    print(f"{'nn.Mish':<22}{t_ref:>10.3f}{'(reference)':>12}")
-    print(f"{'torch_mish.Mish':<22}{t_fused:>10.3f}{err:>12.2e}")
+    original = YOLOv4CSP(width=width, depth=depth, act=HandwrittenMish)
+    if args.checkpoint:
+        original.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
+    convs, _ = count_layers(original)
+    n_hand = sum(isinstance(m, HandwrittenMish) for m in original.modules())
+    model = torch_mish.convert_mish(copy.deepcopy(original)).to(args.device)
+    n_ours = count_layers(model, (torch_mish.Mish,))[1]
+    print(f"    {convs} convolutions; replaced {n_ours} of {n_hand} hand-written Mish modules")
+
+    step(f"2/6 train {args.steps} steps on synthetic data" + (" (bf16 autocast)" if args.device == "cuda" else ""))
+    losses = train(model, args, image)
+    print(f"    loss {losses[0]:.4f} -> {losses[-1]:.4f}" if losses else "    (no steps)")
+    torch.save(model.state_dict(), args.out / "checkpoint.pt")
+
+    step("3/6 torch_mish against nn.Mish on the same weights (eval)")
+    model.eval().to(dtype)
+    reference = torch_mish.revert_mish(copy.deepcopy(model))
+    x = torch.randn(args.batch, 3, image, image, device=args.device, dtype=dtype)
+    with torch.no_grad():
+        expected, ms_ref = timed(lambda: reference(x), args.device)
+        got, ms_ours = timed(lambda: model(x), args.device)
+    summary.add("PyTorch eager, nn.Mish", args.device, "ran", ms_ref, 0.0, "reference")
+    summary.add("PyTorch eager, torch_mish", args.device, "ran", ms_ours, max_error(got, expected))
+
+    step("4/6 torch.export (keeps torch.ops.mish.mish), save, reload, run")
+    batch_dim = torch.export.Dim("batch", min=1, max=64)
+    ep = torch.export.export(model, (x,), dynamic_shapes=({0: batch_dim},))
+    n_ops = sum(n.target == torch.ops.mish.mish.default for n in ep.graph.nodes)
+    torch.export.save(ep, args.out / "yolo.pt2")
+    loaded = torch.export.load(args.out / "yolo.pt2").module()
+    with torch.no_grad():
+        out_ep, ms_ep = timed(lambda: loaded(x), args.device)
+    summary.add("torch.export (reloaded)", args.device, "ran", ms_ep, max_error(out_ep, expected),
+                f"{n_ops} torch.ops.mish.mish nodes; yolo.pt2")
+
+    step("5/6 ONNX (standard Mish op) in onnxruntime")
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
+        import onnxruntime as ort
+
+        mish_onnx = importlib.import_module("torch_mish.onnx")
+
+        cpu_model = copy.deepcopy(model).float().cpu()
+        x_cpu = x.float().cpu()
+        onnx_path = args.out / "yolo.onnx"
+        try:
+            mish_onnx.export(cpu_model, (x_cpu,), onnx_path, dynamic_shapes=({0: batch_dim},))
+            session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+            feed = {session.get_inputs()[0].name: x_cpu.numpy()}
+            with torch.no_grad():
+                ref_cpu = cpu_model(x_cpu)
+            out_ort, ms_ort = timed(lambda: session.run(None, feed), "cpu", repeats=3)
+            summary.add("ONNX in onnxruntime", "CPU", "ran", ms_ort, max_error(out_ort, ref_cpu),
+                        "yolo.onnx (vs PyTorch fp32 on CPU)")
+        except Exception as exc:  # noqa: BLE001
+            traceback.print_exc()
+            summary.add("ONNX in onnxruntime", "CPU", "FAILED", note=str(exc).splitlines()[0])
+    else:
+        summary.add("ONNX in onnxruntime", "-", "skipped", note="onnxruntime/onnxscript not installed")
+
+    step("6/6 TensorRT: " + ", ".join(args.lowerings) + " lowering")
+    tensorrt_part(model, x, args, args.out, summary, expected)
+
+    print(f"\nSummary ({time.perf_counter() - t0:.0f} s; artifacts in {args.out}):\n")
+    print(summary.table())
+    (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+                                                        "losses": losses, "rows": summary.rows}, indent=1))
+    if any(r["status"] == "FAILED" for r in summary.rows):
+        sys.exit(1)
 
 
 if __name__ == "__main__":

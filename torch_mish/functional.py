@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
+import torch.nn.functional as F
+
+_COMPILE_AS_ATEN = os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", "1") != "0"
 
 
 def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -11,6 +16,9 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     A drop-in for :func:`torch.nn.functional.mish`: same signature, output in the input's dtype and
     memory format, differentiable twice. Computes float16/bfloat16 in float32 and rounds once.
     Unlike ``F.mish``, ``mish(-inf)`` is 0 (the limit), not NaN.
+
+    Under ``torch.compile`` (but not ``torch.export``) this traces to ``aten.mish`` so Inductor can
+    fuse it with neighbouring ops; set ``TORCH_MISH_COMPILE_AS_ATEN=0`` to keep the custom op.
 
     Args:
         input: a float32, float64, float16 or bfloat16 tensor on the CPU or a CUDA device.
@@ -24,6 +32,12 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         TypeError: for integer, bool or complex tensors.
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
+    if _COMPILE_AS_ATEN and torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        # torch.compile (not export): hand Inductor aten.mish, which it fuses into neighbouring
+        # pointwise code (a BatchNorm epilogue, a residual add); an opaque custom op would cost a
+        # separate kernel and a round trip through memory. torch.export keeps torch.ops.mish.mish.
+        # TORCH_MISH_COMPILE_AS_ATEN=0 keeps the custom op under torch.compile as well.
+        return F.mish(input, inplace=inplace)
     if inplace:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:

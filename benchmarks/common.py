@@ -1,0 +1,75 @@
+"""Timing and reporting shared by the benchmarks (run on a GPU; see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def environment() -> dict[str, str]:
+    props = torch.cuda.get_device_properties(0)
+    import torch_mish
+
+    return {
+        "device": torch.cuda.get_device_name(0),
+        "sms": str(props.multi_processor_count),
+        "torch": torch.__version__,
+        "cuda": str(torch.version.cuda),
+        "torch_mish": torch_mish.__version__,
+        "build": json.dumps({k: v for k, v in torch_mish.build_info().items() if k in ("arch_list", "nvcc")}),
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def time_cuda(fn: Callable[[int], object], trials: int = 21, min_ms: float = 2.0, max_reps: int = 200) -> float:
+    """Median per-call time in ms of fn(i) (i rotates through buffers), timed with CUDA events over
+    batches of back-to-back calls after a warm-up."""
+    for i in range(5):
+        fn(i)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn(0)
+    end.record()
+    end.synchronize()
+    reps = int(min(max_reps, max(1, min_ms / max(start.elapsed_time(end), 1e-3))))
+    samples = []
+    for _ in range(trials):
+        start.record()
+        for i in range(reps):
+            fn(i)
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / reps)
+    return statistics.median(samples)
+
+
+def copy_bandwidth_gbs(nbytes: int = 2 << 30) -> float:
+    """Device-to-device copy bandwidth (bytes read + written per second): the roofline."""
+    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda").random_()
+    dst = torch.empty_like(src)
+    ms = time_cuda(lambda i: dst.copy_(src))
+    return 2 * nbytes / ms / 1e6
+
+
+def write_table(name: str, rows: Sequence[dict[str, object]], env: dict[str, str], markdown: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stem = RESULTS / name
+    with open(stem.with_suffix(".csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    header = "\n".join(f"- {k}: {v}" for k, v in env.items())
+    stem.with_suffix(".md").write_text(f"# {name}\n\n{header}\n\n{markdown}\n")
+    (RESULTS / f"{name}.env.json").write_text(json.dumps(env, indent=1))
+    return stem

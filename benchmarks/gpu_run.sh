@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One GPU session's work, in stages (the device machine starts bare: build first).
+#   bash benchmarks/gpu_run.sh build tests sanitize kernels training demo
+# Logs and results go to $OUT (the device tool's return folder) when set, else out/gpu.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
+export MAX_JOBS=${MAX_JOBS:-16}
+if [ -z "${TENSORRT_INCLUDE_DIR:-}" ] && [ -d .trt_headers ]; then
+  export TENSORRT_INCLUDE_DIR=$PWD/.trt_headers/tensorrt-11.1/include:$PWD/.trt_headers/tensorrt-10.16/include
+fi
+PY=${PY:-python3}
+status=0
+for stage in "$@"; do
+  echo "=== $stage $(date -u +%H:%M:%S)"
+  case $stage in
+    build)
+      $PY -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+      $PY -c 'import torch_mish; print(torch_mish.build_info())' ;;
+    tests)
+      timeout 420 $PY -m pytest tests -q -rs -p no:cacheprovider 2>&1 | grep -v '^DEBUG' > "$OUT/pytest.log"; status=$((status | $?))
+      tail -5 "$OUT/pytest.log" ;;
+    sanitize)
+      for tool in memcheck racecheck initcheck; do
+        timeout 240 compute-sanitizer --tool $tool --kernel-regex kns=mish --error-exitcode 9 \
+          $PY -m pytest tests/test_ops.py tests/tensorrt/test_plugin_library.py -q -p no:cacheprovider \
+          -k "cuda or enqueue" -x > "$OUT/sanitizer_$tool.log" 2>&1
+        rc=$?; status=$((status | rc))
+        echo "$tool rc=$rc: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
+      done ;;
+    kernels)
+      $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
+      cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;
+    training)
+      $PY benchmarks/bench_training.py > "$OUT/bench_training.log" 2>&1; status=$((status | $?))
+      cp benchmarks/results/training.* "$OUT/" 2>/dev/null; tail -16 "$OUT/bench_training.log" ;;
+    demo)
+      $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v '^W[0-9]' > "$OUT/demo.log"
+      status=$((status | $?)); tail -14 "$OUT/demo.log" ;;
+    *) echo "unknown stage $stage"; exit 2 ;;
+  esac
+done
+exit $status

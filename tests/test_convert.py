@@ -1,0 +1,102 @@
+"""convert_mish / revert_mish: what is replaced, what is kept, and that outputs stay equal."""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from helpers import DEVICES
+from torch import nn
+
+import torch_mish
+from torch_mish.models import YOLOv4CSP, count_layers
+
+
+class HandwrittenMish(nn.Module):
+    """As in the public YOLOv4 PyTorch code bases."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.tanh(F.softplus(x))
+
+
+class Mish(nn.Module):
+    """Named Mish, computes Swish: must never be replaced."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(x)
+
+
+class MishLikeWithParameter(nn.Module):
+    """Computes Mish times a learnable scale: stateful, so not a Mish."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.mish(x)
+
+
+class MishWithInplaceFlag(nn.Module):
+    def __init__(self, inplace: bool = True) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mul_(torch.tanh(F.softplus(x))) if self.inplace else x * torch.tanh(F.softplus(x))
+
+
+def test_recognizes_by_behaviour_not_name() -> None:
+    assert torch_mish.computes_mish(HandwrittenMish())
+    assert torch_mish.computes_mish(nn.Mish()) and torch_mish.computes_mish(MishWithInplaceFlag())
+    assert not torch_mish.computes_mish(Mish()), "a 'Mish' that computes Swish must stay"
+    assert not torch_mish.computes_mish(MishLikeWithParameter())
+    assert not torch_mish.computes_mish(nn.ReLU()) and not torch_mish.computes_mish(nn.Identity())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_convert_yolo_keeps_outputs_mode_device_dtype(device: str, caplog, gen: torch.Generator) -> None:  # noqa: ANN001
+    torch.manual_seed(0)
+    original = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3, act=HandwrittenMish).to(device).train()
+    mixed = nn.Sequential(original, Mish(), MishLikeWithParameter(), MishWithInplaceFlag(), nn.Mish(inplace=True))
+    reference = copy.deepcopy(mixed)
+    n_hand = sum(isinstance(m, HandwrittenMish) for m in mixed.modules())
+    with caplog.at_level(logging.INFO, logger="torch_mish.convert"):
+        converted = torch_mish.convert_mish(mixed)
+    assert converted is mixed
+    ours = [m for m in converted.modules() if isinstance(m, torch_mish.Mish)]
+    assert len(ours) == n_hand + 2
+    assert isinstance(converted[1], Mish) and isinstance(converted[2], MishLikeWithParameter)
+    assert converted[3].inplace and converted[4].inplace
+    assert all(m.training for m in ours)
+    assert f"{n_hand + 2} module(s) now use torch_mish.Mish" in caplog.text
+    x = torch.randn(2, 3, 64, 64, generator=gen).to(device)
+    converted.eval()
+    reference.eval()
+    with torch.no_grad():
+        for got, expected in zip(converted[0](x), reference[0](x), strict=True):
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert next(converted.parameters()).device.type == device
+
+
+def test_revert_round_trip_and_checkpoints_interchange(gen: torch.Generator) -> None:
+    torch.manual_seed(0)
+    ours = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3).eval()
+    theirs = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3, act=nn.Mish).eval()
+    assert count_layers(ours, (torch_mish.Mish,))[1] == count_layers(theirs, (nn.Mish,))[1]
+    theirs.load_state_dict(ours.state_dict())  # a torch_mish checkpoint loads into the nn.Mish model
+    reverted = torch_mish.revert_mish(copy.deepcopy(ours))
+    assert not any(isinstance(m, torch_mish.Mish) for m in reverted.modules())
+    ours.load_state_dict(reverted.state_dict())  # and back
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        for a, b in zip(ours(x), theirs(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_convert_top_level_module() -> None:
+    assert isinstance(torch_mish.convert_mish(HandwrittenMish()), torch_mish.Mish)
+    assert isinstance(torch_mish.revert_mish(torch_mish.Mish()), nn.Mish)

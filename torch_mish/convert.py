@@ -1,0 +1,99 @@
+"""Swap a model's Mish modules for torch_mish.Mish (and back), like
+nn.SyncBatchNorm.convert_sync_batchnorm.
+
+A module is replaced when it is nn.Mish, or when it *computes* Mish: a stateless leaf module (no
+parameters, buffers or children) whose output on a probe tensor equals F.mish's in float64 (float32
+on its CUDA device for CUDA-only modules such as mish-cuda's MishCuda). The class name is never the
+criterion, so a module called "Mish" that computes something else stays, and a hand-written
+``x * tanh(softplus(x))`` under any name is found.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_mish.nn import Mish
+
+logger = logging.getLogger("torch_mish.convert")
+
+# torch.nn's own stateless modules are known not to be Mish; probing them is wasted work.
+_KNOWN_NOT_MISH = tuple(
+    getattr(nn, name)
+    for name in ("ReLU", "ReLU6", "LeakyReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "Softplus", "Hardswish",
+                 "Identity", "MaxPool2d", "AvgPool2d", "Upsample", "Dropout", "Flatten", "ELU", "Hardtanh")
+)
+
+
+def _probe(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    # Values across Mish's regimes: the minimum, the saturated tail, very negative inputs.
+    values = torch.linspace(-12, 12, 241, dtype=torch.float64)
+    values = torch.cat([values, torch.tensor([-1.1924, -0.6, 0.0, 30.0, -30.0], dtype=torch.float64)])
+    return values[:240].reshape(2, 3, 5, 8).to(device=device, dtype=dtype)
+
+
+def computes_mish(module: nn.Module) -> bool:
+    """True if ``module`` is a stateless leaf that computes Mish on a probe tensor."""
+    if isinstance(module, (nn.Mish, Mish)):
+        return True
+    if isinstance(module, _KNOWN_NOT_MISH) or any(True for _ in module.children()):
+        return False
+    if any(True for _ in module.parameters()) or any(True for _ in module.buffers()):
+        return False
+    attempts = [(torch.device("cpu"), torch.float64)]
+    if torch.cuda.is_available():
+        attempts.append((torch.device("cuda"), torch.float32))
+    for device, dtype in attempts:
+        x = _probe(device, dtype)
+        try:
+            with torch.no_grad():
+                y = module(x.clone())
+        except Exception:  # noqa: BLE001 - a module that can't run on the probe is not recognized
+            continue
+        if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+            return False
+        tol = 1e-10 if dtype == torch.float64 else 1e-5
+        return torch.allclose(y.to(torch.float64), F.mish(x.to(torch.float64)), rtol=tol, atol=tol)
+    return False
+
+
+def _swap(model: nn.Module, match: type | None, make: type, prefix: str = "") -> list[str]:
+    replaced = []
+    for name, child in list(model.named_children()):
+        path = f"{prefix}{name}"
+        is_target = isinstance(child, match) if match is not None else computes_mish(child) and not isinstance(child, make)
+        if is_target:
+            new = make(inplace=bool(getattr(child, "inplace", False)))
+            new.train(child.training)
+            setattr(model, name, new)
+            logger.info("replaced %s (%s) with %s.%s", path, type(child).__name__, make.__module__, make.__name__)
+            replaced.append(path)
+        else:
+            replaced += _swap(child, match, make, f"{path}.")
+    return replaced
+
+
+def convert_mish(model: nn.Module) -> nn.Module:
+    """Replace nn.Mish and every module that computes Mish with torch_mish.Mish, in place.
+
+    Training mode, device and dtype are kept (Mish has no state). Returns ``model``; if ``model``
+    itself computes Mish, returns a new torch_mish.Mish. Logs each replacement (logger
+    ``torch_mish.convert``) and a summary.
+    """
+    if computes_mish(model) and not isinstance(model, Mish):
+        return Mish(inplace=bool(getattr(model, "inplace", False))).train(model.training)
+    replaced = _swap(model, None, Mish)
+    logger.info("convert_mish: %d module(s) now use torch_mish.Mish", len(replaced))
+    return model
+
+
+def revert_mish(model: nn.Module) -> nn.Module:
+    """Replace every torch_mish.Mish with torch.nn.Mish (for environments without torch_mish)."""
+    if isinstance(model, Mish):
+        return nn.Mish(inplace=model.inplace).train(model.training)
+    replaced = _swap(model, Mish, nn.Mish)
+    logger.info("revert_mish: %d module(s) now use torch.nn.Mish", len(replaced))
+    return model

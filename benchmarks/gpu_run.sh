@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # One GPU session's work, in stages (the device machine starts bare: build first).
 #   bash benchmarks/gpu_run.sh build tests sanitize kernels training demo
-# Logs and results go to $OUT (the device tool's return folder) when set, else out/gpu.
+# Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
+# files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-out/gpu}
+RETURN_DIR=${OUT:-}
+OUT=out/gpu
 mkdir -p "$OUT"
+pack() { [ -n "$RETURN_DIR" ] && tar czf "$RETURN_DIR/gpu.tgz" -C out gpu demo_gpu/summary.json 2>/dev/null; }
+trap pack EXIT
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
 if [ -z "${TENSORRT_INCLUDE_DIR:-}" ] && [ -d .trt_headers ]; then

@@ -106,49 +106,13 @@ def test_manual_cuda_graph_capture_on_side_stream(gen: torch.Generator) -> None:
 @pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_autocast_training_step(dtype: torch.dtype, gen: torch.Generator) -> None:
-    model = conv_bn_mish("cuda")
+    """After an autocast convolution Mish runs in the low-precision dtype (BatchNorm would hand it
+    float32: autocast runs batch_norm in float32), and gradients flow."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), torch_mish.Mish(), nn.Conv2d(8, 4, 3), torch_mish.Mish()).cuda()
     x = torch.randn(4, 3, 16, 16, generator=gen).cuda()
     with torch.autocast("cuda", dtype=dtype):
+        h = model[0](x)
         y = model(x)
-    assert y.dtype == dtype
+    assert h.dtype == dtype and y.dtype == dtype
     y.float().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-def _dynamo_graph_targets(fn, *args) -> set:  # noqa: ANN001
-    seen: set = set()
-
-    def backend(gm: torch.fx.GraphModule, example_inputs: list) -> object:
-        seen.update(n.target for n in gm.graph.nodes if n.op == "call_function")
-        return gm.forward
-
-    torch._dynamo.reset()
-    torch.compile(fn, backend=backend, fullgraph=True)(*args)
-    return seen
-
-
-def test_compile_hands_inductor_aten_mish() -> None:
-    """Under torch.compile the functional traces to F.mish, which Inductor fuses into neighbours."""
-    targets = _dynamo_graph_targets(lambda x: torch_mish.mish(x * 2) + 1, torch.randn(8))
-    assert torch.nn.functional.mish in targets and not targets & {torch.ops.mish.mish, torch.ops.mish.mish.default}
-
-
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("inplace", [False, True])
-def test_compile_can_keep_the_custom_op(monkeypatch, device: str, inplace: bool, gen: torch.Generator) -> None:  # noqa: ANN001
-    import torch_mish.functional
-
-    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", False)
-    targets = _dynamo_graph_targets(lambda x: torch_mish.mish(x * 2, inplace=inplace), torch.randn(8))
-    assert targets & {torch.ops.mish.mish, torch.ops.mish.mish.default}
-    torch._dynamo.reset()
-    model = conv_bn_mish(device, inplace).train()
-    compiled = torch.compile(model, fullgraph=True)
-    x = torch.randn(2, 3, 12, 12, generator=gen).to(device)
-    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
-    ye = model(xe)
-    ye.sum().backward()
-    yc = compiled(xc)
-    yc.sum().backward()
-    torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)

@@ -1,8 +1,9 @@
 """Python-side registrations for torch.ops.mish: fake kernels (shape/dtype propagation for
-torch.compile and torch.export) and autograd.
+torch.compile and torch.export) and the in-place op's autograd.
 
-Autograd saves only the input: mish'(x) is recomputed in the backward kernel, so a Mish layer keeps
-one tensor alive for backward, as ReLU does, instead of the composed module's four.
+Autograd of mish and _mish_backward is in C++ (csrc/ops/mish_autograd.cpp): it saves only the input,
+so a Mish layer keeps one tensor alive for backward, as ReLU does, instead of the composed module's
+four.
 """
 
 from __future__ import annotations
@@ -46,47 +47,6 @@ _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 def _check_floating(t: torch.Tensor, op: str) -> None:
     if t.dtype not in _FLOATING:
         raise TypeError(f"{op}: expected 'self' to be float32, float64, float16 or bfloat16, got {t.dtype}")
-
-
-# mish: d/dx = mish'(x), computed by the backward op, itself differentiable (double backward).
-def _mish_setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
-    (x,) = inputs
-    ctx.save_for_backward(x)
-
-
-def _mish_backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-    (x,) = ctx.saved_tensors
-    return torch.ops.mish._mish_backward(grad, x)
-
-
-torch.library.register_autograd("mish::mish", _mish_backward, setup_context=_mish_setup_context)
-
-
-# _mish_backward(g, x) = g * mish'(x): d/dg = mish'(x), d/dx = g * mish''(x). Second derivatives
-# are rare (gradient penalties), so they are composed from differentiable torch ops in float64-safe
-# form rather than given kernels of their own.
-def _mish_second_derivative(x: torch.Tensor) -> torch.Tensor:
-    sp = torch.nn.functional.softplus(x)
-    t = torch.tanh(sp)
-    s = torch.sigmoid(x)
-    one_minus_t2 = 1 - t * t
-    # d/dx [t + x s (1 - t^2)] with dt/dx = s (1 - t^2) and ds/dx = s (1 - s)
-    return one_minus_t2 * s * (2 + x * (1 - s) - 2 * x * t * s)
-
-
-def _backward_setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
-    grad, x = inputs
-    ctx.save_for_backward(grad, x)
-
-
-def _backward_backward(ctx: Any, gg: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    grad, x = ctx.saved_tensors
-    d_grad = torch.ops.mish._mish_backward(gg, x) if ctx.needs_input_grad[0] else None
-    d_x = gg * grad * _mish_second_derivative(x) if ctx.needs_input_grad[1] else None
-    return d_grad, d_x
-
-
-torch.library.register_autograd("mish::_mish_backward", _backward_backward, setup_context=_backward_setup_context)
 
 
 # mish_: autograd cannot recover x from mish(x) (mish is not injective below its minimum), so when a

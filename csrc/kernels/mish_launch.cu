@@ -38,16 +38,16 @@ __device__ __forceinline__ __nv_bfloat16 from_compute<__nv_bfloat16, float>(floa
 struct ForwardFn {
   template <typename T>
   __device__ __forceinline__ T operator()(T x, T /*unused*/) const {
-    using C = typename Compute<T>::Forward;
-    return from_compute<T>(forward(to_compute<C>(x)));
+    using C = typename Math<T>::Compute;
+    return from_compute<T>(Math<T>::forward(to_compute<C>(x)));
   }
 };
 
 struct BackwardFn {
   template <typename T>
   __device__ __forceinline__ T operator()(T grad, T x) const {
-    using C = typename Compute<T>::Backward;
-    return from_compute<T>(backward(to_compute<C>(grad), to_compute<C>(x)));
+    using C = typename Math<T>::Compute;
+    return from_compute<T>(to_compute<C>(grad) * Math<T>::derivative(to_compute<C>(x)));
   }
 };
 

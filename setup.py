@@ -92,7 +92,9 @@ def write_build_info(with_cuda: bool, nvcc: str | None, trt_libs: dict[str, str]
         "tensorrt_include_dirs": trt_libs,  # plugin library -> the TensorRT headers it was built with
     }
     body = "".join(f"{k} = {v!r}\n" for k, v in info.items())
-    (ROOT / PACKAGE / "_build_info.py").write_text('"""Written by setup.py: what this build was made for."""\n\n' + body)
+    (ROOT / PACKAGE / "_build_info.py").write_text(
+        '"""Written by setup.py: what this build was made for."""\n\n' + body
+    )
 
 
 def extension() -> cpp_extension.CppExtension:

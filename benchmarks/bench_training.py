@@ -53,7 +53,7 @@ def run(act: str, dtype: str, compiled: bool, batch: int, size: int, steps: int)
         opt.zero_grad(set_to_none=True)
 
     start = time.perf_counter()
-    for _ in range(3):
+    for _ in range(5):
         step()
     torch.cuda.synchronize()
     warmup_s = time.perf_counter() - start
@@ -67,11 +67,20 @@ def run(act: str, dtype: str, compiled: bool, batch: int, size: int, steps: int)
         b.synchronize()
         times.append(a.elapsed_time(b))
     peak = torch.cuda.max_memory_allocated() / 2**30
-    del model, opt, step_model
+    return {
+        "activation": act,
+        "precision": dtype,
+        "mode": "compile" if compiled else "eager",
+        "step_ms": f"{statistics.median(times):.2f}",
+        "peak_GiB": f"{peak:.2f}",
+        "warmup_s": f"{warmup_s:.1f}",
+    }
+
+
+def release() -> None:
+    """Free the last model's memory and compiled graphs before the next measurement."""
     torch.cuda.empty_cache()
     torch._dynamo.reset()
-    return {"activation": act, "precision": dtype, "mode": "compile" if compiled else "eager",
-            "step_ms": f"{statistics.median(times):.2f}", "peak_GiB": f"{peak:.2f}", "warmup_s": f"{warmup_s:.1f}"}
 
 
 def main() -> None:
@@ -81,7 +90,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--compile-activations", default="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)")
+    parser.add_argument("--out-name", default="training")
     args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True  # the same convolution algorithms for every activation
     env = environment()
     env["workload"] = f"YOLOv4CSP(width=1, depth=1), batch {args.batch}, {args.size}x{args.size}, channels_last, SGD"
     rows = []
@@ -89,14 +100,18 @@ def main() -> None:
         for act in ACTIVATIONS:
             rows.append(run(act, dtype, False, args.batch, args.size, args.steps))
             print(rows[-1], flush=True)
+            release()
     if not args.no_compile:
         for act in args.compile_activations.split(","):
             rows.append(run(act, "bf16-autocast", True, args.batch, args.size, args.steps))
             print(rows[-1], flush=True)
+            release()
     lines = ["| activation | precision | mode | step ms | peak GiB |", "| --- | --- | --- | --- | --- |"]
-    lines += [f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['peak_GiB']} |" for r in rows]
+    lines += [
+        f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['peak_GiB']} |" for r in rows
+    ]
     md = "\n".join(lines)
-    write_table("training", rows, env, md)
+    write_table(args.out_name, rows, env, md)
     print(md)
 
 

@@ -35,13 +35,13 @@ for stage in "$@"; do
         echo "$tool rc=$rc: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
       done ;;
     kernels)
-      $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
+      timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;
     training)
       $PY benchmarks/bench_training.py > "$OUT/bench_training.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/training.* "$OUT/" 2>/dev/null; tail -16 "$OUT/bench_training.log" ;;
     demo)
-      $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v '^W[0-9]' > "$OUT/demo.log"
+      timeout 220 $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac

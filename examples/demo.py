@@ -84,12 +84,19 @@ class Summary:
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
 
-    def add(self, path: str, where: str, status: str, ms: float | None = None, err: float | None = None,
-            note: str = "") -> None:
-        self.rows.append({"path": path, "where": where, "status": status, "latency_ms": ms, "max_abs_err": err,
-                          "note": note})
-        print(f"    {path}: {status}" + (f", {ms:.2f} ms" if ms is not None else "")
-              + (f", max |err| {err:.2e}" if err is not None else "") + (f" — {note}" if note else ""), flush=True)
+    def add(
+        self, path: str, where: str, status: str, ms: float | None = None, err: float | None = None, note: str = ""
+    ) -> None:
+        self.rows.append(
+            {"path": path, "where": where, "status": status, "latency_ms": ms, "max_abs_err": err, "note": note}
+        )
+        print(
+            f"    {path}: {status}"
+            + (f", {ms:.2f} ms" if ms is not None else "")
+            + (f", max |err| {err:.2e}" if err is not None else "")
+            + (f" — {note}" if note else ""),
+            flush=True,
+        )
 
     def table(self) -> str:
         head = f"{'path':<34}{'where':<10}{'status':<10}{'ms':>9}{'max|err|':>11}  note"
@@ -119,19 +126,19 @@ def train(model: nn.Module, args: argparse.Namespace, image: int) -> list[float]
     return losses
 
 
-def tensorrt_part(model: nn.Module, x: torch.Tensor, args: argparse.Namespace, out: Path, summary: Summary,
-                  expected: Any) -> None:
+def tensorrt_part(
+    model: nn.Module, x: torch.Tensor, args: argparse.Namespace, out: Path, summary: Summary, expected: Any
+) -> None:
     if importlib.util.find_spec("torch_tensorrt") is None:
         for lowering in args.lowerings:
             summary.add(f"TensorRT ({lowering})", "-", "skipped", note="torch-tensorrt is not installed")
         return
     torch_mish.allow_tensorrt_without_gpu()
+    import tensorrt  # after torch_tensorrt, which aliases tensorrt_rtx to it
     import torch_tensorrt
 
     import torch_mish.tensorrt as mt
     from torch_mish.tensorrt.inspect import build_network, dry_run
-
-    import tensorrt  # after torch_tensorrt, which aliases tensorrt_rtx to it
 
     rtx = tensorrt.__name__.startswith("tensorrt_rtx") or getattr(tensorrt, "_package_name", "") == "tensorrt_rtx"
     reason = None
@@ -141,8 +148,14 @@ def tensorrt_part(model: nn.Module, x: torch.Tensor, args: argparse.Namespace, o
         reason = "TensorRT-RTX does not run engines on compute capability 9.0"
     flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
     batch = x.shape[0]
-    spec = [torch_tensorrt.Input(min_shape=(1, *x.shape[1:]), opt_shape=tuple(x.shape),
-                                 max_shape=(max(batch, 2) * 2, *x.shape[1:]), dtype=x.dtype)]
+    spec = [
+        torch_tensorrt.Input(
+            min_shape=(1, *x.shape[1:]),
+            opt_shape=tuple(x.shape),
+            max_shape=(max(batch, 2) * 2, *x.shape[1:]),
+            dtype=x.dtype,
+        )
+    ]
     for lowering in args.lowerings:
         name = f"TensorRT ({lowering})"
         try:
@@ -150,11 +163,14 @@ def tensorrt_part(model: nn.Module, x: torch.Tensor, args: argparse.Namespace, o
                 compiled = mt.compile(model, [x], lowering=lowering)
                 got, ms = timed(lambda c=compiled: c(x), args.device)
                 mt.save(compiled, out / f"yolo_trt_{lowering}.ep", [x])
-                summary.add(name, "GPU", "ran", ms, max_error(got, expected), f"{flavour}; saved yolo_trt_{lowering}.ep")
+                summary.add(
+                    name, "GPU", "ran", ms, max_error(got, expected), f"{flavour}; saved yolo_trt_{lowering}.ep"
+                )
                 continue
             report = dry_run(model, spec, str(out / f"dryrun_{lowering}.txt"), lowering=lowering)
-            note = (f"{report.coverage:.0f}% of {report.total_ops} ops convert, {report.engines} engine; "
-                    f"not run: {reason}")
+            note = (
+                f"{report.coverage:.0f}% of {report.total_ops} ops convert, {report.engines} engine; not run: {reason}"
+            )
             try:
                 built = build_network(model, spec, lowering=lowering)
                 engine = built.build_serialized_engine()
@@ -170,8 +186,12 @@ def tensorrt_part(model: nn.Module, x: torch.Tensor, args: argparse.Namespace, o
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                        help="inference dtype for the comparisons and TensorRT (training uses bf16 autocast on GPU)")
+    parser.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="inference dtype for the comparisons and TensorRT (training uses bf16 autocast on GPU)",
+    )
     parser.add_argument("--model-size", choices=list(SIZES), help="default: full on GPU, tiny on CPU")
     parser.add_argument("--image-size", type=int, help="default: by model size")
     parser.add_argument("--batch", type=int, default=2)
@@ -189,9 +209,11 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     summary = Summary()
     t0 = time.perf_counter()
-    print(f"torch_mish {torch_mish.__version__} | torch {torch.__version__} | device {args.device}"
-          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-          + f" | model {size} (width {width}, depth {depth}) | image {image} | out {args.out}")
+    print(
+        f"torch_mish {torch_mish.__version__} | torch {torch.__version__} | device {args.device}"
+        + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
+        + f" | model {size} (width {width}, depth {depth}) | image {image} | out {args.out}"
+    )
 
     step("1/6 build the user's model (hand-written Mish) and convert it to torch_mish")
     torch.manual_seed(0)
@@ -227,8 +249,14 @@ def main() -> None:
     loaded = torch.export.load(args.out / "yolo.pt2").module()
     with torch.no_grad():
         out_ep, ms_ep = timed(lambda: loaded(x), args.device)
-    summary.add("torch.export (reloaded)", args.device, "ran", ms_ep, max_error(out_ep, expected),
-                f"{n_ops} torch.ops.mish.mish nodes; yolo.pt2")
+    summary.add(
+        "torch.export (reloaded)",
+        args.device,
+        "ran",
+        ms_ep,
+        max_error(out_ep, expected),
+        f"{n_ops} torch.ops.mish.mish nodes; yolo.pt2",
+    )
 
     step("5/6 ONNX (standard Mish op) in onnxruntime")
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
@@ -246,8 +274,14 @@ def main() -> None:
             with torch.no_grad():
                 ref_cpu = cpu_model(x_cpu)
             out_ort, ms_ort = timed(lambda: session.run(None, feed), "cpu", repeats=3)
-            summary.add("ONNX in onnxruntime", "CPU", "ran", ms_ort, max_error(out_ort, ref_cpu),
-                        "yolo.onnx (vs PyTorch fp32 on CPU)")
+            summary.add(
+                "ONNX in onnxruntime",
+                "CPU",
+                "ran",
+                ms_ort,
+                max_error(out_ort, ref_cpu),
+                "yolo.onnx (vs PyTorch fp32 on CPU)",
+            )
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             summary.add("ONNX in onnxruntime", "CPU", "FAILED", note=str(exc).splitlines()[0])
@@ -259,8 +293,11 @@ def main() -> None:
 
     print(f"\nSummary ({time.perf_counter() - t0:.0f} s; artifacts in {args.out}):\n")
     print(summary.table())
-    (args.out / "summary.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                        "losses": losses, "rows": summary.rows}, indent=1))
+    (args.out / "summary.json").write_text(
+        json.dumps(
+            {"args": {k: str(v) for k, v in vars(args).items()}, "losses": losses, "rows": summary.rows}, indent=1
+        )
+    )
     if any(r["status"] == "FAILED" for r in summary.rows):
         sys.exit(1)
 

@@ -92,10 +92,14 @@ def assert_mish_close(actual: torch.Tensor, expected64: torch.Tensor, what: str 
     rel = err[big] / e[big].abs()
     if rel.numel():
         i = int(rel.argmax())
-        assert rel[i] <= rel_tol, f"{what}: relative error {rel[i].item():.3g} > {rel_tol} at x giving {e[big][i].item()}"
+        assert rel[i] <= rel_tol, (
+            f"{what}: relative error {rel[i].item():.3g} > {rel_tol} at x giving {e[big][i].item()}"
+        )
     small = err[~big]
     if small.numel():
-        assert small.max() <= abs_tol, f"{what}: absolute error {small.max().item():.3g} > {abs_tol} where |y| < {rel_from}"
+        assert small.max() <= abs_tol, (
+            f"{what}: absolute error {small.max().item():.3g} > {abs_tol} where |y| < {rel_from}"
+        )
 
 
 def host_memory_available() -> int:

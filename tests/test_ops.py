@@ -71,7 +71,9 @@ def test_layouts_values_and_memory_format(device: str, dtype: torch.dtype, gen: 
         assert_mish_close(y, mish_reference(x), f"{name} {dtype}")
         assert y.stride() == F.mish(x).stride(), f"{name}: strides {y.stride()} != F.mish's {F.mish(x).stride()}"
         g = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
-        assert_mish_close(torch.ops.mish._mish_backward(g, x), mish_grad_reference(g, x), f"{name} backward", gradient=True)
+        assert_mish_close(
+            torch.ops.mish._mish_backward(g, x), mish_grad_reference(g, x), f"{name} backward", gradient=True
+        )
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -112,7 +114,9 @@ def test_special_values(device: str, dtype: torch.dtype) -> None:
     d = torch.ops.mish._mish_backward(torch.ones_like(x), x).cpu()
     assert d[0].isnan() and d[1].item() == 1.0 and d[2].item() == 0.0 and torch.isfinite(d[3:]).all()
     finite = torch.isfinite(x)
-    assert_mish_close(d[finite.cpu()], mish_grad_reference(torch.ones_like(x), x)[finite.cpu()], "special grads", gradient=True)
+    assert_mish_close(
+        d[finite.cpu()], mish_grad_reference(torch.ones_like(x), x)[finite.cpu()], "special grads", gradient=True
+    )
 
 
 @pytest.mark.parametrize("device", DEVICES)

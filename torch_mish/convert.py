@@ -23,8 +23,25 @@ logger = logging.getLogger("torch_mish.convert")
 # torch.nn's own stateless modules are known not to be Mish; probing them is wasted work.
 _KNOWN_NOT_MISH = tuple(
     getattr(nn, name)
-    for name in ("ReLU", "ReLU6", "LeakyReLU", "SiLU", "GELU", "Sigmoid", "Tanh", "Softplus", "Hardswish",
-                 "Identity", "MaxPool2d", "AvgPool2d", "Upsample", "Dropout", "Flatten", "ELU", "Hardtanh")
+    for name in (
+        "ReLU",
+        "ReLU6",
+        "LeakyReLU",
+        "SiLU",
+        "GELU",
+        "Sigmoid",
+        "Tanh",
+        "Softplus",
+        "Hardswish",
+        "Identity",
+        "MaxPool2d",
+        "AvgPool2d",
+        "Upsample",
+        "Dropout",
+        "Flatten",
+        "ELU",
+        "Hardtanh",
+    )
 )
 
 
@@ -64,7 +81,9 @@ def _swap(model: nn.Module, match: type | None, make: type, prefix: str = "") ->
     replaced = []
     for name, child in list(model.named_children()):
         path = f"{prefix}{name}"
-        is_target = isinstance(child, match) if match is not None else computes_mish(child) and not isinstance(child, make)
+        is_target = (
+            isinstance(child, match) if match is not None else computes_mish(child) and not isinstance(child, make)
+        )
         if is_target:
             new = make(inplace=bool(getattr(child, "inplace", False)))
             new.train(child.training)

@@ -47,6 +47,6 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
             # Under autograd, mish saves its input for backward: give it a copy that copy_ won't bump.
             source = input.clone() if input.requires_grad and torch.is_grad_enabled() else input
             return input.copy_(torch.ops.mish.mish(source))
-        torch.ops.mish.mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
+        torch.ops.mish.mish_.default(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
-    return torch.ops.mish.mish(input)
+    return torch.ops.mish.mish.default(input)  # the overload directly: skips overload resolution

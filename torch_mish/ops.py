@@ -31,8 +31,10 @@ def _mish_backward_fake(grad_output: torch.Tensor, self: torch.Tensor) -> torch.
     _check_floating(self, "_mish_backward")
     torch._check(
         grad_output.dtype == self.dtype,
-        lambda: f"_mish_backward: expected 'grad_output' to have the dtype of 'self' ({self.dtype}), "
-        f"got {grad_output.dtype}",
+        lambda: (
+            f"_mish_backward: expected 'grad_output' to have the dtype of 'self' ({self.dtype}), "
+            f"got {grad_output.dtype}"
+        ),
     )
     torch._check(
         grad_output.shape == self.shape,

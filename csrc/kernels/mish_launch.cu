@@ -20,9 +20,13 @@ constexpr int kUnroll = 4;
 
 // Storage <-> compute conversions. half/bfloat16 go through float.
 template <typename C, typename T>
-__device__ __forceinline__ C to_compute(T v) { return static_cast<C>(v); }
+__device__ __forceinline__ C to_compute(T v) {
+  return static_cast<C>(v);
+}
 template <typename C>
-__device__ __forceinline__ C to_compute(__half v) { return static_cast<C>(__half2float(v)); }
+__device__ __forceinline__ C to_compute(__half v) {
+  return static_cast<C>(__half2float(v));
+}
 // bfloat16 is the top half of a float: widen with a shift. (The conversion instruction measured
 // 1.4x slower in the backward kernel on an H200: it competes with exp and rcp for the same pipe.)
 template <typename C>
@@ -31,9 +35,13 @@ __device__ __forceinline__ C to_compute(__nv_bfloat16 v) {
 }
 
 template <typename T, typename C>
-__device__ __forceinline__ T from_compute(C v) { return static_cast<T>(v); }
+__device__ __forceinline__ T from_compute(C v) {
+  return static_cast<T>(v);
+}
 template <>
-__device__ __forceinline__ __half from_compute<__half, float>(float v) { return __float2half_rn(v); }
+__device__ __forceinline__ __half from_compute<__half, float>(float v) {
+  return __float2half_rn(v);
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_compute<__nv_bfloat16, float>(float v) {
   return __float2bfloat16_rn(v);
@@ -62,8 +70,7 @@ struct alignas(sizeof(T) * kWidth) Vec {
 
 // out[i] = fn(a[i], b[i]) for i < n; b is only read when kBinary. kWidth elements per access.
 template <typename T, int kWidth, bool kBinary, typename Fn>
-__global__ void __launch_bounds__(kThreads)
-    elementwise_kernel(Fn fn, const T* a, const T* b, T* out, int64_t n) {
+__global__ void __launch_bounds__(kThreads) elementwise_kernel(Fn fn, const T* a, const T* b, T* out, int64_t n) {
   using V = Vec<T, kWidth>;
   const int64_t nvec = n / kWidth;
   const V* va = reinterpret_cast<const V*>(a);

@@ -11,7 +11,7 @@
 // Precision per storage type (Math<T> below):
 //  - half, bfloat16: float arithmetic with fast exp and division (error ~1e-6, far under half an
 //    ulp of the storage type), rounded once on store.
-//  - float: accurate expf, fast division (forward relative error < 1e-6). The derivative vanishes at
+//  - float: fast exp and division (forward relative error < 2e-6). The derivative vanishes at
 //    mish's minimum (x = -1.19) while its terms do not: B cancels there, and float leaves ~1e-5
 //    relative error. e^x and B are therefore computed in double, the rest in float.
 //  - double: double throughout.
@@ -121,7 +121,9 @@ struct Math {
 template <>
 struct Math<float> {
   using Compute = float;
-  MISH_HOST_DEVICE static float forward(float x) { return forward_f<false>(x); }
+  // Fast exp: e^x's relative error (<= 8e-7 where |mish(x)| >= 1e-3, i.e. x > -9) stays inside the
+  // 2e-6 contract; below, mish(x) < 1e-3 and the absolute bound 1e-7 holds with room.
+  MISH_HOST_DEVICE static float forward(float x) { return forward_f<true>(x); }
   MISH_HOST_DEVICE static float derivative(float x) { return derivative_f_precise(x); }
 };
 

@@ -24,8 +24,8 @@ inline std::string dtype_name(at::ScalarType s) { return "torch." + std::string(
 
 inline void check_floating(const at::Tensor& t, const char* op, const char* arg) {
   const auto s = t.scalar_type();
-  TORCH_CHECK_TYPE(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op,
-                   ": expected '", arg, "' to be float32, float64, float16 or bfloat16, got ", dtype_name(s));
+  TORCH_CHECK_TYPE(s == at::kFloat || s == at::kDouble || s == at::kHalf || s == at::kBFloat16, op, ": expected '", arg,
+                   "' to be float32, float64, float16 or bfloat16, got ", dtype_name(s));
 }
 
 // A tensor with `like`'s strides holding t's values: t itself when it already has them.
@@ -68,8 +68,8 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kerne
                    dtype_name(self.scalar_type()), "), got ", dtype_name(grad_output.scalar_type()));
   TORCH_CHECK(grad_output.device() == self.device(), "_mish_backward: expected 'grad_output' on ", self.device(),
               " like 'self', got ", grad_output.device());
-  TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ",
-              shape_str(self), " like 'self', got ", shape_str(grad_output));
+  TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ", shape_str(self),
+              " like 'self', got ", shape_str(grad_output));
   at::Tensor grad_input = at::empty_like(self);
   kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
   return grad_input;

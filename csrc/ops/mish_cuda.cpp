@@ -22,15 +22,14 @@ DType to_kernel_dtype(at::ScalarType s) {
 
 void forward_kernel(const at::Tensor& x, const at::Tensor& y) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type()), x.const_data_ptr(), y.mutable_data_ptr(),
-                                x.numel(), c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type()), x.const_data_ptr(), y.mutable_data_ptr(), x.numel(),
+                                c10::cuda::getCurrentCUDAStream()));
 }
 
 void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type()), grad_output.const_data_ptr(),
-                                 x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
-                                 c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type()), grad_output.const_data_ptr(), x.const_data_ptr(),
+                                 grad_input.mutable_data_ptr(), x.numel(), c10::cuda::getCurrentCUDAStream()));
 }
 
 at::Tensor mish_cuda(const at::Tensor& self) { return forward(self, forward_kernel); }

@@ -17,8 +17,13 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 CSRC = HERE.parent
 # Where TensorRT SDKs and distribution packages usually put NvInfer.h.
-DEFAULT_INCLUDE_DIRS = ("/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/local/tensorrt/include",
-                        "/opt/tensorrt/include", "/usr/local/TensorRT/include")
+DEFAULT_INCLUDE_DIRS = (
+    "/usr/include/x86_64-linux-gnu",
+    "/usr/include/aarch64-linux-gnu",
+    "/usr/local/tensorrt/include",
+    "/opt/tensorrt/include",
+    "/usr/local/TensorRT/include",
+)
 
 
 @dataclass(frozen=True)
@@ -85,15 +90,28 @@ def build_plugins(out_dir: Path, with_cuda: bool, log: Callable[[str], None]) ->
 
     kernel_obj = build_dir / "mish_launch.o"
     log(f"compiling the Mish kernel for the TensorRT plugin ({' '.join(arch)})")
-    subprocess.run([nvcc, *common, *arch, "-c", str(CSRC / "kernels" / "mish_launch.cu"), "-o", str(kernel_obj)],
-                   check=True)
+    subprocess.run(
+        [nvcc, *common, *arch, "-c", str(CSRC / "kernels" / "mish_launch.cu"), "-o", str(kernel_obj)], check=True
+    )
     built = []
     for target in targets:
         lib = out_dir / target.library
         log(f"building {lib.name} against TensorRT {target.major} headers in {target.include_dir}")
         subprocess.run(
-            [nvcc, *common, *arch, "-shared", "-isystem", str(target.include_dir), "-I", str(CSRC),
-             str(HERE / "mish_plugin.cpp"), str(kernel_obj), "-o", str(lib)],
+            [
+                nvcc,
+                *common,
+                *arch,
+                "-shared",
+                "-isystem",
+                str(target.include_dir),
+                "-I",
+                str(CSRC),
+                str(HERE / "mish_plugin.cpp"),
+                str(kernel_obj),
+                "-o",
+                str(lib),
+            ],
             check=True,
         )
         built.append(lib)

@@ -17,8 +17,6 @@ namespace {
 using nvinfer1::DataType;
 using nvinfer1::TensorFormat;
 
-
-
 bool supported_type(DataType t) { return t == DataType::kFLOAT || t == DataType::kHALF || t == DataType::kBF16; }
 
 bool to_kernel_dtype(DataType t, mish::DType& out) {

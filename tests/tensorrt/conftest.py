@@ -83,9 +83,14 @@ class Harness:
         c.h_plugin_name.restype = ctypes.c_char_p
         c.h_plugin_name.argtypes = [ctypes.c_void_p]
         c.h_create.restype = ctypes.c_void_p
-        c.h_create.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p),
-                               ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_void_p),
-                               ctypes.POINTER(ctypes.c_int)]
+        c.h_create.argtypes = [
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_char_p),
+            ctypes.POINTER(ctypes.c_int),
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_int),
+        ]
         for fn in ("h_roundtrip", "h_clone"):
             getattr(c, fn).restype = ctypes.c_void_p
             getattr(c, fn).argtypes = [ctypes.c_void_p]
@@ -95,8 +100,15 @@ class Harness:
         c.h_supports.argtypes = [ctypes.c_void_p] + [ctypes.c_int] * 5
         c.h_output_type.argtypes = [ctypes.c_void_p, ctypes.c_int]
         c.h_configure.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int]
-        c.h_enqueue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int,
-                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        c.h_enqueue.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_int64),
+            ctypes.c_int,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         if c.h_load(plugin_lib.encode()) != 0:
             raise RuntimeError(f"harness could not load {plugin_lib}: {c.h_last_error().decode()}")
         self._keep: list[object] = []
@@ -131,8 +143,21 @@ def _compile_harness(include_dir: str, out: Path) -> Path:
     if cxx is None:
         pytest.skip("no C++ compiler to build the plugin harness")
     so = out / "libplugin_harness.so"
-    cmd = [cxx, "-std=c++17", "-shared", "-fPIC", "-O1", "-isystem", include_dir, "-isystem", str(cuda_inc),
-           str(HERE / "plugin_harness.cpp"), "-o", str(so), "-ldl"]
+    cmd = [
+        cxx,
+        "-std=c++17",
+        "-shared",
+        "-fPIC",
+        "-O1",
+        "-isystem",
+        include_dir,
+        "-isystem",
+        str(cuda_inc),
+        str(HERE / "plugin_harness.cpp"),
+        "-o",
+        str(so),
+        "-ldl",
+    ]
     subprocess.run(cmd, check=True)
     return so
 

@@ -131,7 +131,8 @@ char const* h_plugin_name(void* plugin) {
 
 // Serializes the plugin's fields and rebuilds it from them in the RUNTIME phase (deserialization).
 void* h_roundtrip(void* plugin) {
-  nvinfer1::PluginFieldCollection const* fc = runtime_api(static_cast<nvinfer1::IPluginV3*>(plugin))->getFieldsToSerialize();
+  nvinfer1::PluginFieldCollection const* fc =
+      runtime_api(static_cast<nvinfer1::IPluginV3*>(plugin))->getFieldsToSerialize();
   if (fc == nullptr) return nullptr;
   return gCreator->createPlugin("harness_runtime", fc, nvinfer1::TensorRTPhase::kRUNTIME);
 }

@@ -25,8 +25,14 @@ def inputs(dynamic: bool, dtype: torch.dtype = torch.float32) -> list:
     import torch_tensorrt
 
     if dynamic:
-        return [torch_tensorrt.Input(min_shape=(1, 3, IMAGE, IMAGE), opt_shape=(2, 3, IMAGE, IMAGE),
-                                     max_shape=(4, 3, IMAGE, IMAGE), dtype=dtype)]
+        return [
+            torch_tensorrt.Input(
+                min_shape=(1, 3, IMAGE, IMAGE),
+                opt_shape=(2, 3, IMAGE, IMAGE),
+                max_shape=(4, 3, IMAGE, IMAGE),
+                dtype=dtype,
+            )
+        ]
     return [torch_tensorrt.Input(shape=(2, 3, IMAGE, IMAGE), dtype=dtype)]
 
 

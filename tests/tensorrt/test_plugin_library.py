@@ -110,8 +110,9 @@ def test_enqueue_matches_float64(harness, dtype, shape, aligned, gen) -> None:  
     p = harness.create(BUILD)
     stream = torch.cuda.Stream()
     with torch.cuda.stream(stream):
-        rc = harness.lib.h_enqueue(p, TORCH_TO_TRT[dtype], harness.dims(shape), len(shape), x.data_ptr(),
-                                   y.data_ptr(), stream.cuda_stream)
+        rc = harness.lib.h_enqueue(
+            p, TORCH_TO_TRT[dtype], harness.dims(shape), len(shape), x.data_ptr(), y.data_ptr(), stream.cuda_stream
+        )
     stream.synchronize()
     harness.lib.h_destroy(p)
     assert rc == 0, harness.take_log()

@@ -71,9 +71,9 @@ def test_save_and_load_in_fresh_process(trt_runtime, tmp_path, lowering: str) ->
         import json, torch
         import torch_mish.tensorrt as mt  # registers the plugin before the engine is deserialized
         program = mt.load({str(path)!r})
-        x = torch.load({str(tmp_path / 'x.pt')!r}).cuda()
+        x = torch.load({str(tmp_path / "x.pt")!r}).cuda()
         out = program.module()(x)
-        torch.save([t.float().cpu() for t in out], {str(tmp_path / 'out.pt')!r})
+        torch.save([t.float().cpu() for t in out], {str(tmp_path / "out.pt")!r})
         print(json.dumps({{"ok": True}}))
     """)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -87,13 +87,12 @@ def test_engine_inspector_shows_fused_mish(trt_runtime, tmp_path) -> None:  # no
     """TensorRT fuses SOFTPLUS -> TANH -> PROD (native lowering) into one kernel: no engine layer
     is a lone softplus activation."""
     trt = trt_runtime
-    from torch_mish.tensorrt.inspect import build_network
-
     import torch_tensorrt
 
+    from torch_mish.tensorrt.inspect import build_network
+
     model, _ = model_and_input(torch.float16)
-    built = build_network(model, [torch_tensorrt.Input(shape=(2, 3, 128, 128), dtype=torch.float16)],
-                          lowering="native")
+    built = build_network(model, [torch_tensorrt.Input(shape=(2, 3, 128, 128), dtype=torch.float16)], lowering="native")
     engine_bytes = built.build_serialized_engine()
     engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
     inspector = engine.create_engine_inspector()

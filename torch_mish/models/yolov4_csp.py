@@ -134,8 +134,9 @@ class YOLOv4CSP(nn.Module):
         self.config = {"num_classes": num_classes, "width": width, "depth": depth}
         a = act
         # Backbone: CSPDarknet53.
-        self.stem = nn.Sequential(ConvBnAct(3, ch(32), 3, act=a), ConvBnAct(ch(32), ch(64), 3, 2, act=a),
-                                  Bottleneck(ch(64), True, a))
+        self.stem = nn.Sequential(
+            ConvBnAct(3, ch(32), 3, act=a), ConvBnAct(ch(32), ch(64), 3, 2, act=a), Bottleneck(ch(64), True, a)
+        )
         self.stage2 = nn.Sequential(ConvBnAct(ch(64), ch(128), 3, 2, act=a), CSPStage(ch(128), ch(128), rep(2), a))
         self.stage3 = nn.Sequential(ConvBnAct(ch(128), ch(256), 3, 2, act=a), CSPStage(ch(256), ch(256), rep(8), a))
         self.stage4 = nn.Sequential(ConvBnAct(ch(256), ch(512), 3, 2, act=a), CSPStage(ch(512), ch(512), rep(8), a))

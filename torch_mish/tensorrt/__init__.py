@@ -24,7 +24,6 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from torch_mish.tensorrt import converters as _converters  # noqa: F401 - registers the converters
 from torch_mish.tensorrt.compile import compile, load, save
-from torch_mish.tensorrt.selection import LOWERINGS, get_lowering, lowering, set_lowering
 from torch_mish.tensorrt.plugin import (
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
@@ -34,6 +33,7 @@ from torch_mish.tensorrt.plugin import (
     plugin_available,
     plugin_library_path,
 )
+from torch_mish.tensorrt.selection import LOWERINGS, get_lowering, lowering, set_lowering
 
 __all__ = [
     "LOWERINGS",

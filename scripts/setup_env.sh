@@ -20,17 +20,21 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 PY="$VENV/bin/python"
 export PATH="$VENV/bin:$PATH"
-PIP=("$PY" -m pip install --disable-pip-version-check -q)
+# pip install, without the warnings about this machine's unreachable local index folders.
+pip_install() {
+  "$PY" -m pip install --disable-pip-version-check -q "$@" 2>&1 | { grep -v 'is ignored: it is neither a file' || true; }
+  return "${PIPESTATUS[0]}"
+}
 
 if ! "$PY" -c 'import torch' 2>/dev/null; then
   step "installing $TORCH_SPEC (a CUDA build: several GB)"
-  "${PIP[@]}" "$TORCH_SPEC"
+  pip_install "$TORCH_SPEC"
 fi
 step "installing build and test dependencies"
-"${PIP[@]}" ninja numpy pytest hypothesis onnx onnxscript onnxruntime setuptools wheel tqdm
+pip_install ninja numpy pytest hypothesis onnx onnxscript onnxruntime setuptools wheel tqdm
 if [ -n "$TORCH_TRT_SPEC" ] && ! "$PY" -c 'import importlib.util as u; exit(u.find_spec("torch_tensorrt") is None)'; then
   step "installing $TORCH_TRT_SPEC (optional: TensorRT lowering tests skip without it)"
-  "${PIP[@]}" "$TORCH_TRT_SPEC" || echo "warning: could not install $TORCH_TRT_SPEC; TensorRT tests will skip"
+  pip_install "$TORCH_TRT_SPEC" || echo "warning: could not install $TORCH_TRT_SPEC; TensorRT tests will skip"
 fi
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi

@@ -64,3 +64,25 @@ def test_empty_and_zero_dim(device: str) -> None:
         xr = x.clone().requires_grad_()
         torch.ops.mish.mish(xr).sum().backward()
         assert xr.grad is not None and xr.grad.shape == x.shape
+
+
+def test_import_error_names_the_build(monkeypatch) -> None:  # noqa: ANN001
+    """A compiled library that cannot load (e.g. after a torch upgrade) gives an ImportError saying
+    what it was built for, not 'operator mish::mish does not exist'."""
+    import importlib
+
+    from torch_mish import _library
+
+    real_import = importlib.import_module
+
+    def failing_import(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        if name == "torch_mish._C":
+            raise ImportError("undefined symbol: _ZN3c104cuda9SomethingEv")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", failing_import)
+    with pytest.raises(ImportError) as info:
+        _library._load()
+    message = str(info.value)
+    assert "undefined symbol" in message and "built for torch" in message and torch.__version__ in message
+    assert "pip install --no-build-isolation -e ." in message

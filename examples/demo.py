@@ -134,11 +134,13 @@ def tensorrt_part(
             summary.add(f"TensorRT ({lowering})", "-", "skipped", note="torch-tensorrt is not installed")
         return
     torch_mish.allow_tensorrt_without_gpu()
-    import tensorrt  # after torch_tensorrt, which aliases tensorrt_rtx to it
     import torch_tensorrt
 
     import torch_mish.tensorrt as mt
     from torch_mish.tensorrt.inspect import build_network, dry_run
+
+    tensorrt = importlib.import_module("tensorrt")  # after torch_tensorrt, which may alias tensorrt_rtx to it
+    logging.getLogger("torch_tensorrt").setLevel(logging.WARNING)  # its dry-run report goes to a file instead
 
     rtx = tensorrt.__name__.startswith("tensorrt_rtx") or getattr(tensorrt, "_package_name", "") == "tensorrt_rtx"
     reason = None

@@ -8,6 +8,8 @@ other versions get a clear error instead of a wrong result.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,7 +100,8 @@ def dry_run(
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     ep = torch_tensorrt.dynamo.trace(model, tuple(inputs), device=device)
-    with _lowering.lowering(lowering or _lowering.get_lowering()):
+    # torch-tensorrt also prints the whole report to stdout; it is in report_path and the result.
+    with _lowering.lowering(lowering or _lowering.get_lowering()), contextlib.redirect_stdout(io.StringIO()):
         torch_tensorrt.dynamo.compile(
             ep, arg_inputs=list(inputs), dryrun=report_path, min_block_size=1, offload_module_to_cpu=True, **settings
         )

@@ -58,7 +58,9 @@ def test_recognizes_by_behaviour_not_name() -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_convert_yolo_keeps_outputs_mode_device_dtype(device: str, caplog, gen: torch.Generator) -> None:  # noqa: ANN001
+def test_convert_yolo_keeps_outputs_mode_device_dtype(device: str, caplog, monkeypatch, gen: torch.Generator) -> None:  # noqa: ANN001
+    # TF32 convolutions would round 1-ulp Mish differences into ~1e-4 output differences.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
     original = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3, act=HandwrittenMish).to(device).train()
     mixed = nn.Sequential(original, Mish(), MishLikeWithParameter(), MishWithInplaceFlag(), nn.Mish(inplace=True))

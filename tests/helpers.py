@@ -12,15 +12,12 @@ FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 HAS_CUDA = torch.cuda.is_available() and torch_mish.has_cuda_kernels()
 
 
-def _device_params() -> list:
-    cuda_skip = pytest.mark.skipif(
-        not HAS_CUDA,
-        reason="no CUDA device" if not torch.cuda.is_available() else "torch_mish was built without CUDA kernels",
-    )
-    return ["cpu", pytest.param("cuda", marks=cuda_skip)]
-
-
-DEVICES = _device_params()
+# For tests that need the CUDA kernels: the reason names what is missing.
+requires_cuda = pytest.mark.skipif(
+    not HAS_CUDA,
+    reason="no CUDA device" if not torch.cuda.is_available() else "torch_mish was built without CUDA kernels",
+)
+DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 
 
 def random_inputs(n: int, gen: torch.Generator) -> torch.Tensor:

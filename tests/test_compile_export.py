@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import DEVICES, HAS_CUDA
+from helpers import DEVICES, requires_cuda
 from torch import nn
 
 import torch_mish
@@ -76,7 +76,7 @@ def test_export_training_ir_keeps_the_custom_op() -> None:
     assert targets & {torch.ops.mish.mish, torch.ops.mish.mish.default}
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 def test_cuda_graphs_reduce_overhead(gen: torch.Generator) -> None:
     """CUDA graph capture fails or gives stale results if a kernel runs on the wrong stream."""
     torch._dynamo.reset()
@@ -87,7 +87,7 @@ def test_cuda_graphs_reduce_overhead(gen: torch.Generator) -> None:
         torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 def test_manual_cuda_graph_capture_on_side_stream(gen: torch.Generator) -> None:
     x = torch.randn(1 << 16, generator=gen).cuda()
     y = torch.empty_like(x)
@@ -103,7 +103,7 @@ def test_manual_cuda_graph_capture_on_side_stream(gen: torch.Generator) -> None:
         torch.testing.assert_close(y, torch.nn.functional.mish(x), rtol=2e-6, atol=1e-7)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_cuda_autocast_training_step(dtype: torch.dtype, gen: torch.Generator) -> None:
     """After an autocast convolution Mish runs in the low-precision dtype (BatchNorm would hand it

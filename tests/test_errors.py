@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import DEVICES, HAS_CUDA
+from helpers import DEVICES, requires_cuda
 
 import torch_mish
 
@@ -34,7 +34,7 @@ def test_backward_op_checks_its_arguments(device: str) -> None:
         torch.ops.mish._mish_backward(torch.ones(4, 5, dtype=torch.int32, device=device), x.int())
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 def test_backward_op_refuses_mixed_devices() -> None:
     x = torch.randn(8, device="cuda")
     with pytest.raises(RuntimeError, match="grad_output.*cpu"):

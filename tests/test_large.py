@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import HAS_CUDA, assert_mish_close, host_memory_available, mish_grad_reference, mish_reference
+from helpers import (
+    assert_mish_close,
+    host_memory_available,
+    mish_grad_reference,
+    mish_reference,
+    requires_cuda,
+)
 
 N = 2**31 + 4099  # past int32, and not a multiple of the vector width
 
@@ -25,7 +31,7 @@ def _check(device: str) -> None:
         assert_mish_close(gi[part], mish_grad_reference(g[part], x[part]), f"backward at {part}", gradient=True)
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 def test_more_than_2_31_elements_cuda() -> None:
     free, _ = torch.cuda.mem_get_info()
     if free < 4 * N * 2 + (1 << 30):

@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 import pytest
 import torch
-from helpers import HAS_CUDA, assert_mish_close, mish_reference, random_inputs
+from helpers import assert_mish_close, mish_reference, random_inputs, requires_cuda
 
 # TensorRT enum values (NvInferRuntimeBase.h / NvInferPluginBase.h), stable across 10.x and 11.x.
 K_FLOAT, K_HALF, K_INT8, K_INT32, K_BOOL, K_BF16, K_INT64 = 0, 1, 2, 3, 4, 7, 8
@@ -97,7 +97,7 @@ TORCH_TO_TRT = {torch.float32: K_FLOAT, torch.float16: K_HALF, torch.bfloat16: K
 SHAPES = [(0,), (1,), (7,), (3, 5, 7), (2, 3, 33, 33), ((1 << 20) + 3,)]
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 @pytest.mark.parametrize("dtype", list(TORCH_TO_TRT))
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "offset"])
@@ -120,7 +120,7 @@ def test_enqueue_matches_float64(harness, dtype, shape, aligned, gen) -> None:  
     torch.testing.assert_close(y, torch.ops.mish.mish(x), rtol=0, atol=0)  # same launcher, same bits
 
 
-@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")
+@requires_cuda
 def test_enqueue_refuses_unsupported_type(harness) -> None:  # noqa: ANN001
     x = torch.ones(8, device="cuda", dtype=torch.int32)
     p = harness.create(BUILD)

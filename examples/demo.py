@@ -138,16 +138,12 @@ def tensorrt_part(
 
     import torch_mish.tensorrt as mt
     from torch_mish.tensorrt.inspect import build_network, dry_run
+    from torch_mish.tensorrt.support import engine_runtime_unavailable_reason
 
     tensorrt = importlib.import_module("tensorrt")  # after torch_tensorrt, which may alias tensorrt_rtx to it
     logging.getLogger("torch_tensorrt").setLevel(logging.WARNING)  # its dry-run report goes to a file instead
 
-    rtx = tensorrt.__name__.startswith("tensorrt_rtx") or getattr(tensorrt, "_package_name", "") == "tensorrt_rtx"
-    reason = None
-    if not torch.cuda.is_available():
-        reason = "no GPU"
-    elif rtx and torch.cuda.get_device_capability() == (9, 0):
-        reason = "TensorRT-RTX does not run engines on compute capability 9.0"
+    reason = engine_runtime_unavailable_reason()
     flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
     batch = x.shape[0]
     spec = [

@@ -13,14 +13,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import torch
 
 import torch_mish
 
 HERE = Path(__file__).resolve().parent
 HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
-# Compute capabilities TensorRT-RTX runs engines on (its own error message lists them).
-RTX_RUNTIME_CAPABILITIES = {(8, 0), (8, 6), (8, 9), (12, 0), (12, 1)}
 
 
 @pytest.fixture(scope="session")
@@ -34,23 +31,11 @@ def trt():  # noqa: ANN201 - the tensorrt module
     return importlib.import_module("tensorrt")
 
 
-def is_rtx(trt) -> bool:  # noqa: ANN001
-    return getattr(trt, "_package_name", "") == "tensorrt_rtx" or trt.__name__.startswith("tensorrt_rtx")
-
-
-def engine_runtime_unavailable_reason(trt) -> str | None:  # noqa: ANN001
-    """Why no TensorRT engine can run here, or None if one can."""
-    if not torch.cuda.is_available():
-        return "no CUDA device: TensorRT engines need a GPU to run"
-    cc = torch.cuda.get_device_capability()
-    if is_rtx(trt) and cc not in RTX_RUNTIME_CAPABILITIES and cc < (12, 0):
-        return f"TensorRT-RTX cannot run engines on compute capability {cc[0]}.{cc[1]}; needs full TensorRT"
-    return None
-
-
 @pytest.fixture(scope="session")
 def trt_runtime(trt):  # noqa: ANN001, ANN201
-    reason = engine_runtime_unavailable_reason(trt)
+    from torch_mish.tensorrt.support import engine_runtime_unavailable_reason
+
+    reason = engine_runtime_unavailable_reason()
     if reason:
         pytest.skip(reason)
     return trt
@@ -59,7 +44,9 @@ def trt_runtime(trt):  # noqa: ANN001, ANN201
 @pytest.fixture(scope="session")
 def plugin_layers(trt):  # noqa: ANN001, ANN201
     """Skip where networks cannot hold plugin layers (TensorRT-RTX 1.6's API has no add_plugin_v3)."""
-    if not hasattr(trt.INetworkDefinition, "add_plugin_v3"):
+    from torch_mish.tensorrt.support import can_add_plugin_layers
+
+    if not can_add_plugin_layers():
         pytest.skip(f"{trt.__name__} {trt.__version__} cannot add plugin layers to a network (needs full TensorRT)")
     return trt
 

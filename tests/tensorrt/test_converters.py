@@ -145,7 +145,9 @@ def test_native_engine_builds(trt, dtype: torch.dtype, dynamic: bool) -> None:  
 def test_plugin_lowering_refuses_clearly_without_plugin_layers(trt) -> None:  # noqa: ANN001
     """Where the network API cannot take plugin layers (TensorRT-RTX), 'plugin' is an error that
     says so: never a silent fallback."""
-    if hasattr(trt.INetworkDefinition, "add_plugin_v3"):
+    from torch_mish.tensorrt.support import can_add_plugin_layers
+
+    if can_add_plugin_layers():
         pytest.skip("this TensorRT can add plugin layers: covered by test_plugin_network_structure")
     from torch_mish.tensorrt.inspect import build_network
 

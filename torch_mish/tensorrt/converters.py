@@ -20,6 +20,7 @@ from torch_tensorrt.dynamo.conversion.converter_utils import get_trt_tensor, set
 from torch_tensorrt.dynamo.types import TRTTensor
 
 from torch_mish.tensorrt import plugin, selection
+from torch_mish.tensorrt.support import can_add_plugin_layers
 
 logger = logging.getLogger("torch_mish.tensorrt")
 
@@ -70,21 +71,19 @@ def _convert(ctx: ConversionContext, target: Target, args: Sequence[Any], name: 
         x = get_trt_tensor(ctx, x, f"{name}_input")
     chosen = selection.resolve()
     if chosen == "plugin":
-        if not plugin.plugin_available():
-            try:
-                plugin.load_plugin()
-            except plugin.PluginUnavailableError as exc:
-                raise plugin.PluginUnavailableError(
-                    f"Mish lowering 'plugin' was requested for {name}, but the plugin cannot be used: {exc}. "
-                    "Use set_lowering('native') to lower Mish to TensorRT layers instead."
-                ) from exc
-        if not hasattr(ctx.net, "add_plugin_v3"):
+        if not can_add_plugin_layers():
             raise plugin.PluginUnavailableError(
                 f"Mish lowering 'plugin' was requested for {name}, but this TensorRT ({trt.__version__}) cannot "
                 "add plugin layers to a network (INetworkDefinition.add_plugin_v3 is missing, as in TensorRT-RTX). "
                 "Use set_lowering('native')."
             )
-        return add_mish_plugin(ctx, x, target, name)
+        try:
+            return add_mish_plugin(ctx, x, target, name)  # loads the plugin library if needed
+        except plugin.PluginUnavailableError as exc:
+            raise plugin.PluginUnavailableError(
+                f"Mish lowering 'plugin' was requested for {name}, but the plugin cannot be used: {exc}. "
+                "Use set_lowering('native') to lower Mish to TensorRT layers instead."
+            ) from exc
     return add_mish_native(ctx, x, target, name)
 
 

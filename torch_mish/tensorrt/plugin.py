@@ -7,6 +7,8 @@ from pathlib import Path
 
 import tensorrt as trt
 
+from torch_mish.tensorrt.support import is_tensorrt_rtx
+
 logger = logging.getLogger("torch_mish.tensorrt")
 
 PLUGIN_NAME = "TorchMish"
@@ -25,7 +27,7 @@ class PluginUnavailableError(RuntimeError):
 def tensorrt_abi_major() -> int:
     """The TensorRT major version whose plugin ABI the running TensorRT uses. TensorRT-RTX 1.x
     shares TensorRT 11's plugin, logger and registry layout."""
-    if getattr(trt, "_package_name", "") == "tensorrt_rtx" or trt.__name__.startswith("tensorrt_rtx"):
+    if is_tensorrt_rtx():
         return 11
     return int(trt.__version__.split(".")[0])
 

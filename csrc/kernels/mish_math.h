@@ -11,13 +11,14 @@
 // Precision per storage type (Math<T> below):
 //  - half, bfloat16: float arithmetic with fast exp and division (error ~1e-6, far under half an
 //    ulp of the storage type), rounded once on store.
-//  - float: fast exp and division (forward relative error < 2e-6). The derivative vanishes at
-//    mish's minimum (x = -1.19) while its terms do not: B cancels there, and float leaves ~1e-5
-//    relative error. e^x and B are therefore computed in double, the rest in float.
+//  - float: fast exp and division in the forward (relative error < 2e-6). The derivative vanishes
+//    at mish's minimum x0 = -1.19 while the terms of B do not, so B is evaluated as
+//    B(x) - B(x0) (see derivative_float32): float arithmetic, relative error < 1e-6 everywhere.
 //  - double: double throughout.
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 
 #if defined(__CUDACC__)
 #define MISH_HOST_DEVICE __host__ __device__ __forceinline__
@@ -27,95 +28,99 @@
 
 namespace mish {
 
-constexpr float kLinearFromF = 20.0f;
-constexpr double kLinearFromD = 20.0;  // 2 e^{-2x} and 4x e^{-2x} < 2^-53 from x = 20.1: see tests
+// 2 e^{-2x} and 4x e^{-2x} < 2^-53 from x = 20.1 (see tests), so 20 serves float and double.
+template <typename C>
+constexpr C kLinearFrom = C(20);
 
-// e^x to a few ulp; kFast: the hardware approximation on the GPU (error grows with |x|: ~1e-6
-// relative at |x| = 20, harmless for half types).
-template <bool kFast>
-MISH_HOST_DEVICE float exp_f(float x) {
+// e^x. kFast: the GPU's hardware approximation for float (relative error grows with |x|, ~1e-6 at
+// |x| = 20: fine wherever the result is rounded to half types or only scales a forward value).
+template <typename C, bool kFast>
+MISH_HOST_DEVICE C exp_(C x) {
 #if defined(__CUDA_ARCH__)
-  return kFast ? __expf(x) : ::expf(x);
+  if constexpr (std::is_same_v<C, float>)
+    return kFast ? __expf(x) : ::expf(x);
+  else
+    return ::exp(x);
 #else
   return std::exp(x);
 #endif
 }
 
-MISH_HOST_DEVICE double exp_d(double x) {
+// a / b with b in [2, 2^126): for float on the GPU a reciprocal and a multiply (2 ulp).
+template <typename C>
+MISH_HOST_DEVICE C divide(C a, C b) {
 #if defined(__CUDA_ARCH__)
-  return ::exp(x);
-#else
-  return std::exp(x);
+  if constexpr (std::is_same_v<C, float>) return __fdividef(a, b);
 #endif
-}
-
-// a / b with b in [2, 2^126): a reciprocal and a multiply on the GPU (2 ulp), IEEE on the CPU.
-MISH_HOST_DEVICE float div_f(float a, float b) {
-#if defined(__CUDA_ARCH__)
-  return __fdividef(a, b);
-#else
   return a / b;
-#endif
 }
 
-template <bool kFastExp>
-MISH_HOST_DEVICE float forward_f(float x) {
-  if (!(x < kLinearFromF)) return x;  // x >= 20, +inf, NaN
-  const float n = exp_f<kFastExp>(x);
-  const float N = n * (n + 2.0f);
-  const float t = div_f(N, N + 2.0f);
-  return t == 0.0f ? -0.0f : x * t;  // t == 0: e^x underflowed (x = -inf included)
+template <typename C, bool kFastExp>
+MISH_HOST_DEVICE C forward(C x) {
+  if (!(x < kLinearFrom<C>)) return x;  // x >= 20, +inf, NaN
+  const C n = exp_<C, kFastExp>(x);
+  const C N = n * (n + C(2));
+  const C t = divide(N, N + C(2));
+  return t == C(0) ? C(-0.0) : x * t;  // t == 0: e^x underflowed (x = -inf included)
 }
 
-MISH_HOST_DEVICE double forward_d(double x) {
-  if (!(x < kLinearFromD)) return x;
-  const double n = exp_d(x);
-  const double N = n * (n + 2.0);
-  const double t = N / (N + 2.0);
-  return t == 0.0 ? -0.0 : x * t;
+// mish'(x) by the direct formula: for half types (float arithmetic) and double.
+template <typename C, bool kFastExp>
+MISH_HOST_DEVICE C derivative(C x) {
+  if (!(x < kLinearFrom<C>)) return x != x ? x : C(1);
+  const C n = exp_<C, kFastExp>(x);
+  if (n == C(0)) return C(0);  // x = -inf included: the limit
+  const C N = n * (n + C(2));
+  const C B = (C(4) + C(4) * x) + n * ((C(6) + C(4) * x) + n * (C(4) + n));
+  const C D = N + C(2);
+  return divide(n * B, D * D);
 }
 
-// mish'(x) in float; used for half types.
-template <bool kFastExp>
-MISH_HOST_DEVICE float derivative_f(float x) {
-  if (!(x < kLinearFromF)) return x != x ? x : 1.0f;
-  const float n = exp_f<kFastExp>(x);
-  if (n == 0.0f) return 0.0f;  // x = -inf included: the limit
-  const float N = n * (n + 2.0f);
-  const float B = (4.0f + 4.0f * x) + n * ((6.0f + 4.0f * x) + n * (4.0f + n));
-  const float D = N + 2.0f;
-  return div_f(n * B, D * D);
+// mish'(x) to float32's accuracy in float arithmetic. B has a single root, x0 (mish's minimum), and
+// its terms are O(1) there, so the direct formula loses ~1e-5 relative accuracy near x0. With
+// h = x - x0 and d = e^x - e^x0 (both carried exactly enough), B(x) - B(x0) factors as
+//   B(x) = h (4 + 4 n0) + d ((6 + 4x) + 4 (n + n0) + n^2 + n n0 + n0^2),   n0 = e^x0,
+// whose two terms have the same sign near x0: nothing cancels. d comes from expm1(h) = h + h^2/2 +
+// ... for |h| < 1 (Taylor to h^11: truncation < 3e-9) and from n - n0 elsewhere, where it is large.
+namespace root {
+constexpr float kX0Hi = -0x1.31432cp+0f;   // x0 = -1.19243121451549521213758834... (mpmath),
+constexpr float kX0Lo = -0x1.a25b08p-29f;  // split into two floats
+constexpr float kN0 = 0x1.36c42p-2f;       // e^x0 = 0.303482535281528928821436...
+}  // namespace root
+
+MISH_HOST_DEVICE float expm1_taylor(float h) {
+  float p = 1.0f / 39916800;  // 1/11!
+  p = p * h + 1.0f / 3628800;
+  p = p * h + 1.0f / 362880;
+  p = p * h + 1.0f / 40320;
+  p = p * h + 1.0f / 5040;
+  p = p * h + 1.0f / 720;
+  p = p * h + 1.0f / 120;
+  p = p * h + 1.0f / 24;
+  p = p * h + 1.0f / 6;
+  p = p * h + 0.5f;
+  p = p * h + 1.0f;
+  return p * h;
 }
 
-// mish'(x) for float32 to float32's accuracy: e^x and B in double (see the header comment).
-MISH_HOST_DEVICE float derivative_f_precise(float x) {
-  if (!(x < kLinearFromF)) return x != x ? x : 1.0f;
-  const double xd = x;
-  const double nd = exp_d(xd);
-  // Below float's range mish' -> n (1 + x) (and 0 for x = -inf, where that product would be NaN).
-  if (nd < 1e-38) return nd == 0.0 ? 0.0f : static_cast<float>(nd * (1.0 + xd));
-  const double Bd = (4.0 + 4.0 * xd) + nd * ((6.0 + 4.0 * xd) + nd * (4.0 + nd));
-  const float n = static_cast<float>(nd);
+MISH_HOST_DEVICE float derivative_float32(float x) {
+  using namespace root;
+  if (!(x < kLinearFrom<float>)) return x != x ? x : 1.0f;
+  const float n = exp_<float, false>(x);
+  if (n == 0.0f) return 0.0f;
+  const float h = (x - kX0Hi) - kX0Lo;  // x - kX0Hi is exact near x0 (Sterbenz)
+  const float d = (h > -1.0f && h < 1.0f) ? kN0 * expm1_taylor(h) : n - kN0;
+  const float B = h * (4.0f + 4.0f * kN0) + d * ((6.0f + 4.0f * x) + 4.0f * (n + kN0) + n * (n + kN0) + kN0 * kN0);
   const float D = n * (n + 2.0f) + 2.0f;
-  return div_f(n * static_cast<float>(Bd), D * D);
-}
-
-MISH_HOST_DEVICE double derivative_d(double x) {
-  if (!(x < kLinearFromD)) return x != x ? x : 1.0;
-  const double n = exp_d(x);
-  if (n == 0.0) return 0.0;
-  const double N = n * (n + 2.0);
-  const double B = (4.0 + 4.0 * x) + n * ((6.0 + 4.0 * x) + n * (4.0 + n));
-  const double D = N + 2.0;
-  return n * B / (D * D);
+  return divide(n * B, D * D);
 }
 
 // Math<T>: compute type and functions for a storage type T (half and bfloat16: the primary template).
 template <typename T>
 struct Math {
   using Compute = float;
-  MISH_HOST_DEVICE static float forward(float x) { return forward_f<true>(x); }
-  MISH_HOST_DEVICE static float derivative(float x) { return derivative_f<true>(x); }
+  MISH_HOST_DEVICE static float forward(float x) { return mish::forward<float, true>(x); }
+  MISH_HOST_DEVICE static float derivative(float x) { return mish::derivative<float, true>(x); }
 };
 
 template <>
@@ -123,15 +128,15 @@ struct Math<float> {
   using Compute = float;
   // Fast exp: e^x's relative error (<= 8e-7 where |mish(x)| >= 1e-3, i.e. x > -9) stays inside the
   // 2e-6 contract; below, mish(x) < 1e-3 and the absolute bound 1e-7 holds with room.
-  MISH_HOST_DEVICE static float forward(float x) { return forward_f<true>(x); }
-  MISH_HOST_DEVICE static float derivative(float x) { return derivative_f_precise(x); }
+  MISH_HOST_DEVICE static float forward(float x) { return mish::forward<float, true>(x); }
+  MISH_HOST_DEVICE static float derivative(float x) { return derivative_float32(x); }
 };
 
 template <>
 struct Math<double> {
   using Compute = double;
-  MISH_HOST_DEVICE static double forward(double x) { return forward_d(x); }
-  MISH_HOST_DEVICE static double derivative(double x) { return derivative_d(x); }
+  MISH_HOST_DEVICE static double forward(double x) { return mish::forward<double, false>(x); }
+  MISH_HOST_DEVICE static double derivative(double x) { return mish::derivative<double, false>(x); }
 };
 
 }  // namespace mish

@@ -9,6 +9,12 @@ import torch.nn.functional as F
 
 _COMPILE_AS_ATEN = os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", "1") != "0"
 
+# Bound once: on small tensors the host cost of a call is the whole cost, and each attribute lookup
+# on torch.ops adds to it.
+_mish = torch.ops.mish.mish.default  # the overload directly: skips overload resolution
+_mish_ = torch.ops.mish.mish_.default
+_is_compiling = torch.compiler.is_compiling
+
 
 def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Mish activation, ``x * tanh(softplus(x))``, as one fused kernel.
@@ -32,21 +38,22 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         TypeError: for integer, bool or complex tensors.
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
-    if _COMPILE_AS_ATEN and torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+    if not _is_compiling() and not torch.jit.is_tracing():
+        if not inplace:
+            return _mish(input)
+        _mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
+        return input
+    if _COMPILE_AS_ATEN and _is_compiling() and not torch.compiler.is_exporting():
         # torch.compile (not export): hand Inductor aten.mish, which it fuses into neighbouring
         # pointwise code (a BatchNorm epilogue, a residual add); an opaque custom op would cost a
         # separate kernel and a round trip through memory. torch.export keeps torch.ops.mish.mish.
         # TORCH_MISH_COMPILE_AS_ATEN=0 keeps the custom op under torch.compile as well.
         return F.mish(input, inplace=inplace)
     if inplace:
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
-            # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:
-            # torch.export, torch-tensorrt and the ONNX exporters then see
-            # torch.ops.mish.mish (a traced mish_ would become an opaque auto_functionalized node), and
-            # Inductor re-inplaces the copy.
-            # Under autograd, mish saves its input for backward: give it a copy that copy_ won't bump.
-            source = input.clone() if input.requires_grad and torch.is_grad_enabled() else input
-            return input.copy_(torch.ops.mish.mish(source))
-        torch.ops.mish.mish_.default(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
-        return input
-    return torch.ops.mish.mish.default(input)  # the overload directly: skips overload resolution
+        # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:
+        # torch.export, torch-tensorrt and the ONNX exporters then see torch.ops.mish.mish (a traced
+        # mish_ would become an opaque auto_functionalized node), and Inductor re-inplaces the copy.
+        # Under autograd, mish saves its input for backward: give it a copy that copy_ won't bump.
+        source = input.clone() if input.requires_grad and torch.is_grad_enabled() else input
+        return input.copy_(_mish(source))
+    return _mish(input)

@@ -68,9 +68,23 @@ class MishBackwardFunction : public torch::autograd::Function<MishBackwardFuncti
   }
 };
 
-at::Tensor mish_autograd(const at::Tensor& x) { return MishFunction::apply(x); }
+// Without a graph to record, skip Function::apply's bookkeeping: it is most of a small call's cost
+// on the host (inference, and the forward passes timed in benchmarks/bench_kernels.py).
+bool records_graph(const at::Tensor& t) { return at::GradMode::is_enabled() && t.requires_grad(); }
+
+at::Tensor mish_autograd(const at::Tensor& x) {
+  if (!records_graph(x)) {
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return mish_op(x);
+  }
+  return MishFunction::apply(x);
+}
 
 at::Tensor mish_backward_autograd(const at::Tensor& grad, const at::Tensor& x) {
+  if (!records_graph(grad) && !records_graph(x)) {
+    const at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return mish_backward_op(grad, x);
+  }
   return MishBackwardFunction::apply(grad, x);
 }
 

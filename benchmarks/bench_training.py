@@ -1,9 +1,15 @@
 """Training a YOLOv4-CSP-style detector (115 convolutions, 112 activations) with each activation:
 step time and peak memory, eager and torch.compile, fp32 and bf16 autocast.
 
-    python benchmarks/bench_training.py [--batch 16] [--size 512] [--no-compile]
+    python benchmarks/bench_training.py [--batch 16] [--size 512] [--rounds 20] [--no-compile] [--profile]
 
-Writes benchmarks/results/training.{csv,md,env.json}.
+Writes benchmarks/results/training.{csv,md,env.json} (and training_profile.txt with --profile).
+
+Method: for each precision and mode, every activation's model is built and warmed up first; then
+the timed steps are interleaved (one step per model per round, rotating the order) so that clock,
+thermal and allocator drift fall on every model alike, and the median per model is reported.
+Peak memory is one step's peak allocation above the step's start, plus the model's parameters,
+gradients and optimizer state: what the model alone would need.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import environment, write_table
+from common import RESULTS, environment, write_table
 from torch import nn
 
 import torch_mish
@@ -28,7 +36,7 @@ class ComposedMish(nn.Module):
         return x * torch.tanh(F.softplus(x))
 
 
-ACTIVATIONS = {
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "torch_mish.Mish": torch_mish.Mish,
     "nn.Mish": nn.Mish,
     "composed x*tanh(softplus(x))": ComposedMish,
@@ -36,79 +44,129 @@ ACTIVATIONS = {
 }
 
 
-def run(act: str, dtype: str, compiled: bool, batch: int, size: int, steps: int) -> dict[str, object]:
-    torch.manual_seed(0)
-    model = YOLOv4CSP(act=ACTIVATIONS[act]).cuda().to(memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    step_model = torch.compile(model) if compiled else model
-    x = torch.randn(batch, 3, size, size, device="cuda").to(memory_format=torch.channels_last)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=dtype == "bf16-autocast")
+class Trainer:
+    """One model and its optimizer; step() runs forward, backward and the update."""
 
-    def step() -> None:
-        with autocast:
-            out = step_model(x)
+    def __init__(self, act: str, precision: str, compiled: bool, x: torch.Tensor) -> None:
+        torch.manual_seed(0)
+        self.model = YOLOv4CSP(act=ACTIVATIONS[act]).cuda().to(memory_format=torch.channels_last).train()
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
+        self.forward = torch.compile(self.model) if compiled else self.model
+        self.x = x
+        self.bf16 = precision == "bf16-autocast"
+
+    def step(self) -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            out = self.forward(self.x)
             loss = sum(o.float().square().mean() for o in out)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
 
-    start = time.perf_counter()
-    for _ in range(5):
-        step()
+    def persistent_bytes(self) -> int:
+        """Parameters, their gradients (allocated during backward, counted there) excluded."""
+        params = sum(p.numel() * p.element_size() for p in self.model.parameters())
+        buffers = sum(b.numel() * b.element_size() for b in self.model.buffers())
+        state = sum(
+            v.numel() * v.element_size() for s in self.opt.state.values() for v in s.values() if torch.is_tensor(v)
+        )
+        return params + buffers + state
+
+
+def step_peak_bytes(trainer: Trainer) -> int:
     torch.cuda.synchronize()
-    warmup_s = time.perf_counter() - start
+    start = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(steps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        step()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
-    peak = torch.cuda.max_memory_allocated() / 2**30
-    return {
-        "activation": act,
-        "precision": dtype,
-        "mode": "compile" if compiled else "eager",
-        "step_ms": f"{statistics.median(times):.2f}",
-        "peak_GiB": f"{peak:.2f}",
-        "warmup_s": f"{warmup_s:.1f}",
-    }
+    trainer.step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - start + trainer.persistent_bytes()
 
 
-def release() -> None:
-    """Free the last model's memory and compiled graphs before the next measurement."""
-    torch.cuda.empty_cache()
-    torch._dynamo.reset()
+def measure(acts: list[str], precision: str, compiled: bool, args: argparse.Namespace) -> list[dict[str, object]]:
+    x = torch.randn(args.batch, 3, args.size, args.size, device="cuda").to(memory_format=torch.channels_last)
+    trainers, rows = {}, {}
+    for act in acts:
+        start = time.perf_counter()
+        trainers[act] = Trainer(act, precision, compiled, x)
+        for _ in range(args.warmup):
+            trainers[act].step()
+        torch.cuda.synchronize()
+        rows[act] = {
+            "activation": act,
+            "precision": precision,
+            "mode": "compile" if compiled else "eager",
+            "warmup_s": f"{time.perf_counter() - start:.1f}",
+        }
+        print(f"  warmed up {act} ({precision}, {rows[act]['mode']}) in {rows[act]['warmup_s']} s", flush=True)
+    for act in acts:
+        rows[act]["peak_GiB"] = f"{step_peak_bytes(trainers[act]) / 2**30:.2f}"
+    times: dict[str, list[float]] = {act: [] for act in acts}
+    events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    for r in range(args.rounds):
+        order = acts[r % len(acts) :] + acts[: r % len(acts)]
+        for act in order:
+            torch.cuda.synchronize()
+            events[0].record()
+            trainers[act].step()
+            events[1].record()
+            events[1].synchronize()
+            times[act].append(events[0].elapsed_time(events[1]))
+    for act in acts:
+        t = sorted(times[act])
+        rows[act]["step_ms"] = f"{statistics.median(t):.2f}"
+        rows[act]["q1_q3_ms"] = f"{t[len(t) // 4]:.2f}-{t[(3 * len(t)) // 4]:.2f}"
+    if args.profile and not compiled:
+        profile(trainers, precision, args.profile_out)
+    return [rows[act] for act in acts]
+
+
+def profile(trainers: dict[str, Trainer], precision: str, path: Path) -> None:
+    """The CUDA kernels of three steps per model, heaviest first."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    with open(path, "a") as f:
+        for act, trainer in trainers.items():
+            with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(3):
+                    trainer.step()
+                torch.cuda.synchronize()
+            table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90)
+            f.write(f"\n## {act}, {precision}, eager: 3 steps\n\n{table}\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--no-compile", action="store_true")
     parser.add_argument("--compile-activations", default="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)")
+    parser.add_argument("--profile", action="store_true", help="also write the eager runs' top CUDA kernels")
     parser.add_argument("--out-name", default="training")
     args = parser.parse_args()
-    torch.backends.cudnn.benchmark = True  # the same convolution algorithms for every activation
+    args.profile_out = RESULTS / f"{args.out_name}_profile.txt"
+    if args.profile:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.profile_out.write_text("# Top CUDA kernels per model (torch.profiler)\n")
+    torch.backends.cudnn.benchmark = True  # cached per shape: every model gets the same algorithms
     env = environment()
     env["workload"] = f"YOLOv4CSP(width=1, depth=1), batch {args.batch}, {args.size}x{args.size}, channels_last, SGD"
+    env["method"] = f"{args.warmup} warm-up steps, then {args.rounds} interleaved rounds; median step"
     rows = []
-    for dtype in ("fp32", "bf16-autocast"):
-        for act in ACTIVATIONS:
-            rows.append(run(act, dtype, False, args.batch, args.size, args.steps))
-            print(rows[-1], flush=True)
-            release()
+    for precision in ("fp32", "bf16-autocast"):
+        rows += measure(list(ACTIVATIONS), precision, False, args)
+        torch.cuda.empty_cache()
     if not args.no_compile:
-        for act in args.compile_activations.split(","):
-            rows.append(run(act, "bf16-autocast", True, args.batch, args.size, args.steps))
-            print(rows[-1], flush=True)
-            release()
-    lines = ["| activation | precision | mode | step ms | peak GiB |", "| --- | --- | --- | --- | --- |"]
+        rows += measure(args.compile_activations.split(","), "bf16-autocast", True, args)
+    lines = [
+        "| activation | precision | mode | step ms (median) | q1-q3 ms | peak GiB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     lines += [
-        f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['peak_GiB']} |" for r in rows
+        f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['q1_q3_ms']} | {r['peak_GiB']} |"
+        for r in rows
     ]
     md = "\n".join(lines)
     write_table(args.out_name, rows, env, md)

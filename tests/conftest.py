@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
+from types import ModuleType
 
 import pytest
 import torch
 
-import torch_mish  # noqa: F401 - registers torch.ops.mish
+import torch_mish
+
+HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
 
 
 @pytest.fixture
@@ -17,3 +22,14 @@ def gen() -> torch.Generator:
     g = torch.Generator().manual_seed(seed)
     print(f"random seed: {seed}")
     return g
+
+
+@pytest.fixture(scope="session")
+def trt() -> ModuleType:
+    """tensorrt (or tensorrt_rtx, which torch_tensorrt aliases to it) with torch_mish's converters
+    registered; skips when torch-tensorrt is not installed."""
+    if not HAS_TORCH_TRT:
+        pytest.skip("torch-tensorrt is not installed (pip install torch-tensorrt or torch-tensorrt-rtx)")
+    torch_mish.allow_tensorrt_without_gpu()
+    importlib.import_module("torch_mish.tensorrt")  # registers the converters, loads the plugin library
+    return importlib.import_module("tensorrt")

@@ -1,6 +1,18 @@
-"""Bad input gets a clear Python exception: never a crash or a silently wrong result."""
+"""Every wrong call and the exception it must raise: one table, never a crash, hang or wrong result.
+
+Each row is a call that a user can make by mistake. The table runs on every device the row applies to;
+rows that need torch-tensorrt skip where it is missing. Malformed plugin fields are answered inside
+TensorRT (createPlugin returns null and logs why): that table is in tests/tensorrt/test_plugin_library.py.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -9,50 +21,177 @@ from helpers import DEVICES, requires_cuda
 import torch_mish
 
 
-@pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.int32, torch.int64, torch.uint8, torch.bool, torch.complex64, torch.int8])
-@pytest.mark.parametrize("fn", ["mish", "mish_", "module"])
-def test_non_floating_dtypes_are_refused(device: str, dtype: torch.dtype, fn: str) -> None:
-    x = torch.ones(4, device=device).to(dtype)
-    call = {
-        "mish": lambda: torch.ops.mish.mish(x),
-        "mish_": lambda: torch.ops.mish.mish_(x),
-        "module": lambda: torch_mish.Mish()(x),
-    }[fn]
-    with pytest.raises(TypeError, match=f"got {dtype}$"):
-        call()
+@dataclasses.dataclass(frozen=True)
+class BadCall:
+    id: str
+    call: Callable[[str, Any], object]  # (device, pytest request) -> makes the wrong call
+    raises: type[BaseException]
+    match: str
+    needs: str = ""  # "" | "cuda" | "tensorrt"
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_backward_op_checks_its_arguments(device: str) -> None:
-    x = torch.randn(4, 5, device=device)
-    with pytest.raises(TypeError, match="grad_output.*dtype"):
-        torch.ops.mish._mish_backward(torch.randn(4, 5, device=device, dtype=torch.float64), x)
-    with pytest.raises(RuntimeError, match="shape"):
-        torch.ops.mish._mish_backward(torch.randn(5, 4, device=device), x)
-    with pytest.raises(TypeError, match="torch.int32"):
-        torch.ops.mish._mish_backward(torch.ones(4, 5, dtype=torch.int32, device=device), x.int())
+NON_FLOATING = [torch.int32, torch.int64, torch.uint8, torch.int8, torch.bool, torch.complex64]
+ENTRY_POINTS: dict[str, Callable[[torch.Tensor], object]] = {
+    "torch.ops.mish.mish": torch.ops.mish.mish,
+    "torch.ops.mish.mish_": torch.ops.mish.mish_,
+    "torch_mish.mish": torch_mish.mish,
+    "torch_mish.mish(inplace)": lambda x: torch_mish.mish(x, inplace=True),
+    "torch_mish.Mish": torch_mish.Mish(),
+    "_mish_backward": lambda x: torch.ops.mish._mish_backward(x, x),
+}
 
 
-@requires_cuda
-def test_backward_op_refuses_mixed_devices() -> None:
-    x = torch.randn(8, device="cuda")
-    with pytest.raises(RuntimeError, match="grad_output.*cpu"):
-        torch.ops.mish._mish_backward(torch.randn(8), x)
+def _ones(device: str, dtype: torch.dtype, shape: tuple[int, ...] = (4, 5)) -> torch.Tensor:
+    return torch.ones(shape, device=device).to(dtype)
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_inplace_on_leaf_requiring_grad(device: str) -> None:
-    x = torch.randn(8, device=device, requires_grad=True)
-    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
-        torch_mish.mish(x, inplace=True)
+def _cpu_grad_for_cuda_input(device: str, request: Any) -> object:
+    return torch.ops.mish._mish_backward(torch.ones(8), torch.ones(8, device="cuda"))
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_inplace_on_overlapping_memory(device: str) -> None:
-    x = torch.randn(1, device=device).expand(16)
-    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
-        torch.ops.mish.mish_(x)
+def _inplace_on_leaf(device: str, request: Any) -> object:
+    return torch_mish.mish(torch.ones(8, device=device, requires_grad=True), inplace=True)
+
+
+def _tensorrt(request: Any) -> Any:
+    request.getfixturevalue("trt")  # skips without torch-tensorrt
+    return importlib.import_module("torch_mish.tensorrt")
+
+
+def _set_unknown_lowering(device: str, request: Any) -> object:
+    return _tensorrt(request).set_lowering("fast")
+
+
+def _unknown_lowering_from_environment(device: str, request: Any) -> object:
+    from torch_mish.tensorrt import selection
+
+    _tensorrt(request)
+    request.getfixturevalue("monkeypatch").setenv("TORCH_MISH_TRT_LOWERING", "layers")
+    return selection.resolve()
+
+
+def _plugin_library_missing(device: str, request: Any) -> object:
+    _tensorrt(request)
+    from torch_mish.tensorrt import plugin
+
+    request.getfixturevalue("monkeypatch").setattr(plugin, "_LIB_DIR", Path(request.getfixturevalue("tmp_path")))
+    return plugin.load_plugin()
+
+
+def _onnx_export(opset: int, plugin: bool, dynamo: bool) -> Callable[[str, Any], object]:
+    def call(device: str, request: Any) -> object:
+        from torch_mish import onnx
+
+        path = Path(request.getfixturevalue("tmp_path")) / "m.onnx"
+        return onnx.export(torch_mish.Mish(), (torch.randn(2, 3),), path, plugin=plugin, dynamo=dynamo, opset=opset)
+
+    return call
+
+
+TABLE: list[BadCall] = [
+    *(
+        BadCall(
+            f"{name} on {str(dtype).removeprefix('torch.')}",
+            lambda d, r, fn=fn, dtype=dtype: fn(_ones(d, dtype)),
+            TypeError,
+            f"got {re.escape(str(dtype))}$",
+        )
+        for name, fn in ENTRY_POINTS.items()
+        for dtype in NON_FLOATING
+    ),
+    BadCall("torch_mish.mish on None", lambda d, r: torch_mish.mish(None), TypeError, "expected 'input' to be a torch"),
+    BadCall("torch.ops.mish.mish on a list", lambda d, r: torch.ops.mish.mish([1.0]), RuntimeError, "type 'Tensor'"),
+    BadCall(
+        "sparse input",
+        lambda d, r: torch.ops.mish.mish(torch.eye(3, device=d).to_sparse()),
+        NotImplementedError,
+        "Sparse",
+    ),
+    BadCall(
+        "_mish_backward: grad dtype differs",
+        lambda d, r: torch.ops.mish._mish_backward(_ones(d, torch.float64), _ones(d, torch.float32)),
+        TypeError,
+        r"expected 'grad_output' to have the dtype of 'self' \(torch.float32\), got torch.float64",
+    ),
+    BadCall(
+        "_mish_backward: grad shape differs",
+        lambda d, r: torch.ops.mish._mish_backward(_ones(d, torch.float32, (5, 4)), _ones(d, torch.float32)),
+        RuntimeError,
+        r"expected 'grad_output' of shape \[4, 5\] like 'self', got \[5, 4\]",
+    ),
+    BadCall(
+        "_mish_backward: grad on another device",
+        _cpu_grad_for_cuda_input,
+        RuntimeError,
+        "expected 'grad_output' on cuda:0 like 'self', got cpu",
+        needs="cuda",
+    ),
+    BadCall(
+        "autograd: grad_output of the wrong shape",
+        lambda d, r: torch_mish.mish(torch.ones(3, device=d, requires_grad=True)).backward(torch.ones(4, device=d)),
+        RuntimeError,
+        "Mismatch in shape",
+    ),
+    BadCall(
+        "in place on a leaf that requires grad", _inplace_on_leaf, RuntimeError, "leaf Variable that requires grad"
+    ),
+    BadCall(
+        "in place on overlapping memory",
+        lambda d, r: torch.ops.mish.mish_(torch.ones(1, device=d).expand(16)),
+        RuntimeError,
+        "more than one element of the written-to tensor",
+    ),
+    BadCall(
+        "torch_mish.mish(inplace) on overlapping memory",
+        lambda d, r: torch_mish.mish(torch.ones(1, device=d).expand(16), inplace=True),
+        RuntimeError,
+        "more than one element of the written-to tensor",
+    ),
+    BadCall("onnx.export below opset 18", _onnx_export(17, False, True), ValueError, "opset >= 18, got 17"),
+    BadCall(
+        "onnx.export plugin nodes with TorchScript",
+        _onnx_export(18, True, False),
+        ValueError,
+        "only written by the dynamo exporter",
+    ),
+    BadCall("set_lowering('fast')", _set_unknown_lowering, ValueError, "unknown Mish lowering 'fast'", "tensorrt"),
+    BadCall(
+        "TORCH_MISH_TRT_LOWERING=layers",
+        _unknown_lowering_from_environment,
+        ValueError,
+        "unknown Mish lowering 'layers': expected one of native, plugin",
+        "tensorrt",
+    ),
+    BadCall(
+        "plugin library missing",
+        _plugin_library_missing,
+        RuntimeError,  # PluginUnavailableError
+        r"no torch_mish TensorRT plugin .* Rebuild torch_mish with TENSORRT_INCLUDE_DIR",
+        "tensorrt",
+    ),
+]
+
+CPU_ONLY = {"onnx.export below opset 18", "onnx.export plugin nodes with TorchScript"}
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for row in TABLE:
+        if row.needs == "cuda":
+            devices = ["cuda"]
+        elif row.needs == "tensorrt" or row.id in CPU_ONLY:
+            devices = ["cpu"]
+        else:
+            devices = ["cpu", "cuda"]
+        for d in devices:
+            cases.append(pytest.param(row, d, id=f"{row.id} [{d}]", marks=requires_cuda if d == "cuda" else ()))
+    return cases
+
+
+@pytest.mark.parametrize(("row", "device"), _cases())
+def test_wrong_call_raises_a_clear_error(row: BadCall, device: str, request: pytest.FixtureRequest) -> None:
+    with pytest.raises(row.raises, match=row.match):
+        row.call(device, request)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -66,16 +205,14 @@ def test_empty_and_zero_dim(device: str) -> None:
         assert xr.grad is not None and xr.grad.shape == x.shape
 
 
-def test_import_error_names_the_build(monkeypatch) -> None:  # noqa: ANN001
+def test_import_error_names_the_build(monkeypatch: pytest.MonkeyPatch) -> None:
     """A compiled library that cannot load (e.g. after a torch upgrade) gives an ImportError saying
     what it was built for, not 'operator mish::mish does not exist'."""
-    import importlib
-
     from torch_mish import _library
 
     real_import = importlib.import_module
 
-    def failing_import(name: str, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def failing_import(name: str, *args: Any, **kwargs: Any) -> Any:
         if name == "torch_mish._C":
             raise ImportError("undefined symbol: _ZN3c104cuda9SomethingEv")
         return real_import(name, *args, **kwargs)

@@ -35,9 +35,11 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         A tensor of ``input``'s shape, dtype, device and memory format (``input`` itself if inplace).
 
     Raises:
-        TypeError: for integer, bool or complex tensors.
+        TypeError: for non-tensors and integer, bool or complex tensors.
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
+    if not isinstance(input, torch.Tensor):  # the dispatcher would say "no tensor arguments" for None
+        raise TypeError(f"mish: expected 'input' to be a torch.Tensor, got {type(input).__name__}")
     if not _is_compiling() and not torch.jit.is_tracing():
         if not inplace:
             return _mish(input)

@@ -5,8 +5,6 @@ TensorRT runtime that supports the GPU)."""
 from __future__ import annotations
 
 import ctypes
-import importlib
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -17,18 +15,6 @@ import pytest
 import torch_mish
 
 HERE = Path(__file__).resolve().parent
-HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
-
-
-@pytest.fixture(scope="session")
-def trt():  # noqa: ANN201 - the tensorrt module
-    """tensorrt (or tensorrt_rtx, which torch_tensorrt aliases to it) with torch_mish's converters
-    registered; skips when torch-tensorrt is not installed."""
-    if not HAS_TORCH_TRT:
-        pytest.skip("torch-tensorrt is not installed (pip install torch-tensorrt or torch-tensorrt-rtx)")
-    torch_mish.allow_tensorrt_without_gpu()
-    importlib.import_module("torch_mish.tensorrt")  # registers the converters, loads the plugin library
-    return importlib.import_module("tensorrt")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Training a YOLOv4-CSP-style detector (115 convolutions, 112 activations) with each activation:
 step time and peak memory, eager and torch.compile, fp32 and bf16 autocast.
 
-    python benchmarks/bench_training.py [--batch 16] [--size 512] [--rounds 20] [--no-compile] [--profile]
+    python benchmarks/bench_training.py [--batch 16] [--size 512] [--rounds 20] [--modes eager,compile] [--profile]
 
 Writes benchmarks/results/training.{csv,md,env.json} (and training_profile.txt with --profile).
 
@@ -141,7 +141,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--modes", default="eager,compile", help="eager and/or compile")
+    parser.add_argument("--precisions", default="fp32,bf16-autocast")
     parser.add_argument("--compile-activations", default="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)")
     parser.add_argument("--profile", action="store_true", help="also write the eager runs' top CUDA kernels")
     parser.add_argument("--out-name", default="training")
@@ -154,12 +155,20 @@ def main() -> None:
     env = environment()
     env["workload"] = f"YOLOv4CSP(width=1, depth=1), batch {args.batch}, {args.size}x{args.size}, channels_last, SGD"
     env["method"] = f"{args.warmup} warm-up steps, then {args.rounds} interleaved rounds; median step"
-    rows = []
-    for precision in ("fp32", "bf16-autocast"):
-        rows += measure(list(ACTIVATIONS), precision, False, args)
+    groups = [(p, False) for p in args.precisions.split(",")] if "eager" in args.modes else []
+    groups += [(p, True) for p in args.precisions.split(",")] if "compile" in args.modes else []
+    rows: list[dict[str, object]] = []
+    for precision, compiled in groups:
+        acts = args.compile_activations.split(",") if compiled else list(ACTIVATIONS)
+        rows += measure(acts, precision, compiled, args)
         torch.cuda.empty_cache()
-    if not args.no_compile:
-        rows += measure(args.compile_activations.split(","), "bf16-autocast", True, args)
+        torch._dynamo.reset()
+        md = table(rows)
+        write_table(args.out_name, rows, env, md)  # after every group: a run cut short keeps what it measured
+        print(md, flush=True)
+
+
+def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| activation | precision | mode | step ms (median) | q1-q3 ms | peak GiB |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -168,9 +177,7 @@ def main() -> None:
         f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['q1_q3_ms']} | {r['peak_GiB']} |"
         for r in rows
     ]
-    md = "\n".join(lines)
-    write_table(args.out_name, rows, env, md)
-    print(md)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's work, in stages (the device machine starts bare: build first).
-#   bash benchmarks/gpu_run.sh build tests sanitize kernels training demo
+#   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels training training_compile demo
 # Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
 # files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
@@ -30,16 +30,30 @@ for stage in "$@"; do
       for tool in memcheck racecheck initcheck; do
         timeout 200 compute-sanitizer --tool $tool --kernel-regex kns=mish --error-exitcode 9 \
           $PY -m pytest tests/test_ops.py tests/tensorrt/test_plugin_library.py -v -p no:cacheprovider \
-          -k "(cuda or enqueue) and not every_half and not 1000003" -x > "$OUT/sanitizer_$tool.log" 2>&1
+          -k "(cuda or enqueue) and not every_ and not 1000003" -x > "$OUT/sanitizer_$tool.log" 2>&1
         rc=$?; status=$((status | rc))
         echo "$tool rc=$rc: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
+      done ;;
+    initcheck_probe)
+      for reader in torch_mish relu clone sum; do
+        compute-sanitizer --tool initcheck $PY benchmarks/initcheck_probe.py $reader > "$OUT/initcheck_$reader.log" 2>&1
+        echo "$reader: $(grep -c 'Uninitialized __global__ memory read' "$OUT/initcheck_$reader.log") uninitialized-read reports;" \
+          "kernels: $(grep -A2 'Uninitialized __global__' "$OUT/initcheck_$reader.log" | grep -o 'in [A-Za-z_:<>]*' | sort | uniq -c | head -3 | tr '\n' ' ')"
       done ;;
     kernels)
       timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;
     training)
-      $PY benchmarks/bench_training.py > "$OUT/bench_training.log" 2>&1; status=$((status | $?))
-      cp benchmarks/results/training.* "$OUT/" 2>/dev/null; tail -16 "$OUT/bench_training.log" ;;
+      timeout 560 $PY benchmarks/bench_training.py --modes eager --profile > "$OUT/bench_training.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/training_profile.txt "$OUT/" 2>/dev/null
+      tail -11 "$OUT/bench_training.log" ;;
+    training_compile)
+      timeout 560 $PY benchmarks/bench_training.py --modes compile --out-name training_compile > "$OUT/bench_training_compile.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/training_compile.* "$OUT/" 2>/dev/null
+      tail -9 "$OUT/bench_training_compile.log" ;;
+    distributed)
+      timeout 300 $PY -m pytest tests/test_distributed.py tests/test_concurrency.py -v -rs -p no:cacheprovider > "$OUT/distributed.log" 2>&1
+      status=$((status | $?)); grep -E "PASS|FAIL|SKIP|ERROR|passed|failed" "$OUT/distributed.log" | tail -14 ;;
     demo)
       timeout 220 $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;

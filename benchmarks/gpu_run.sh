@@ -40,6 +40,12 @@ for stage in "$@"; do
         echo "$reader: $(grep -c 'Uninitialized __global__ memory read' "$OUT/initcheck_$reader.log") uninitialized-read reports;" \
           "kernels: $(grep -A2 'Uninitialized __global__' "$OUT/initcheck_$reader.log" | grep -o 'in [A-Za-z_:<>]*' | sort | uniq -c | head -3 | tr '\n' ' ')"
       done ;;
+    host_overhead)
+      $PY benchmarks/host_overhead.py | tee "$OUT/host_overhead.log" ;;
+    ncu)
+      timeout 200 ncu --section SpeedOfLight --metrics smsp__inst_executed.sum,dram__bytes.sum,lts__t_bytes.sum \
+        -k regex:mish $PY benchmarks/ncu_backward.py > "$OUT/ncu_backward.log" 2>&1; status=$((status | $?))
+      grep -E "mish|Duration|Memory Throughput|Compute \(SM\)|inst_executed|dram__bytes|lts__t_bytes" "$OUT/ncu_backward.log" | cut -c1-150 | head -64 ;;
     kernels)
       timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;

@@ -109,7 +109,10 @@ MISH_HOST_DEVICE float derivative_float32(float x) {
   const float n = exp_<float, false>(x);
   if (n == 0.0f) return 0.0f;
   const float h = (x - kX0Hi) - kX0Lo;  // x - kX0Hi is exact near x0 (Sterbenz)
-  const float d = (h > -1.0f && h < 1.0f) ? kN0 * expm1_taylor(h) : n - kN0;
+  // Both candidates are computed (the Taylor series on a clamped h) and one is selected: no branch,
+  // so warps whose lanes straddle |h| = 1 do not run both paths one after the other.
+  const float taylor = kN0 * expm1_taylor(fminf(fmaxf(h, -1.0f), 1.0f));
+  const float d = (h > -1.0f && h < 1.0f) ? taylor : n - kN0;
   const float B = h * (4.0f + 4.0f * kN0) + d * ((6.0f + 4.0f * x) + 4.0f * (n + kN0) + n * (n + kN0) + kN0 * kN0);
   const float D = n * (n + 2.0f) + 2.0f;
   return divide(n * B, D * D);

@@ -8,6 +8,7 @@
 #include <ATen/MemoryOverlap.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/empty_strided.h>
 
 namespace mish::ops {
 
@@ -34,11 +35,18 @@ inline at::Tensor dense_like(const at::Tensor& t, const at::Tensor& like) {
   return at::empty_like(like).copy_(t);
 }
 
+// An uninitialized tensor laid out like t. For a dense t that is empty_like's answer, reached with one
+// dispatcher call instead of empty_like's two: small calls are bound by host time.
+inline at::Tensor empty_like_dense(const at::Tensor& t) {
+  if (t.is_non_overlapping_and_dense()) return at::empty_strided(t.sizes(), t.strides(), t.options());
+  return at::empty_like(t);
+}
+
 // kernel(in, out) computes over in.numel() elements of two dense tensors with equal strides.
 template <typename Kernel>
 at::Tensor forward(const at::Tensor& self, Kernel kernel) {
   check_floating(self, "mish", "self");
-  at::Tensor out = at::empty_like(self);
+  at::Tensor out = empty_like_dense(self);
   if (self.is_non_overlapping_and_dense() && self.strides() == out.strides()) {
     kernel(self, out);
   } else {
@@ -70,7 +78,7 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kerne
               " like 'self', got ", grad_output.device());
   TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ", shape_str(self),
               " like 'self', got ", shape_str(grad_output));
-  at::Tensor grad_input = at::empty_like(self);
+  at::Tensor grad_input = empty_like_dense(self);
   kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
   return grad_input;
 }

@@ -44,7 +44,7 @@ for stage in "$@"; do
       $PY benchmarks/host_overhead.py | tee "$OUT/host_overhead.log" ;;
     ncu)
       timeout 200 ncu --section SpeedOfLight --metrics smsp__inst_executed.sum,dram__bytes.sum,lts__t_bytes.sum \
-        -k regex:mish $PY benchmarks/ncu_backward.py > "$OUT/ncu_backward.log" 2>&1; status=$((status | $?))
+        --kernel-name-base demangled -k regex:mish -c 8 $PY benchmarks/ncu_backward.py > "$OUT/ncu_backward.log" 2>&1; status=$((status | $?))
       grep -E "mish|Duration|Memory Throughput|Compute \(SM\)|inst_executed|dram__bytes|lts__t_bytes" "$OUT/ncu_backward.log" | cut -c1-150 | head -64 ;;
     kernels)
       timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))

@@ -2,7 +2,8 @@
 float32 inputs, once at a size that stays in L2 (as in training, where the incoming gradient was
 just written) and once at a size that streams from DRAM.
 
-    ncu --section SpeedOfLight --metrics smsp__inst_executed.sum -k regex:mish python benchmarks/ncu_backward.py
+    ncu --section SpeedOfLight --metrics smsp__inst_executed.sum --kernel-name-base demangled -k regex:mish \
+        python benchmarks/ncu_backward.py
 """
 
 from __future__ import annotations

@@ -53,6 +53,12 @@ def _inplace_on_leaf(device: str, request: Any) -> object:
     return torch_mish.mish(torch.ones(8, device=device, requires_grad=True), inplace=True)
 
 
+def _backward_twice(device: str) -> None:
+    loss = torch_mish.mish(torch.ones(3, device=device, requires_grad=True) * 2).sum()
+    loss.backward()
+    loss.backward()  # the saved input was freed by the first backward
+
+
 def _tensorrt(request: Any) -> Any:
     request.getfixturevalue("trt")  # skips without torch-tensorrt
     return importlib.import_module("torch_mish.tensorrt")

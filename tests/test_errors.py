@@ -138,6 +138,7 @@ TABLE: list[BadCall] = [
         RuntimeError,
         "Mismatch in shape",
     ),
+    BadCall("backward twice through one graph", lambda d, r: _backward_twice(d), RuntimeError, "a second time"),
     BadCall(
         "in place on a leaf that requires grad", _inplace_on_leaf, RuntimeError, "leaf Variable that requires grad"
     ),

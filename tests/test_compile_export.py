@@ -44,6 +44,27 @@ def test_compile_fullgraph_matches_eager(device: str, inplace: bool, gen: torch.
         torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
 
 
+def test_compile_hands_inductor_aten_mish() -> None:
+    """Under torch.compile the autograd-traced forward graph holds aten.mish (which Inductor fuses and
+    may recompute in backward instead of saving), not the opaque custom op."""
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    torch._dynamo.reset()
+    found: list[set[str]] = []
+
+    def backend(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]):  # noqa: ANN202
+        def forward_compiler(g: torch.fx.GraphModule, _: list[torch.Tensor]):  # noqa: ANN202
+            found.append({str(n.target) for n in g.graph.nodes if n.op == "call_function"})
+            return g.forward
+
+        return aot_module_simplified(gm, inputs, fw_compiler=forward_compiler, bw_compiler=lambda g, _: g.forward)
+
+    model = conv_bn_mish("cpu").train()
+    torch.compile(model, backend=backend, fullgraph=True)(torch.randn(2, 3, 8, 8, requires_grad=True)).sum().backward()
+    targets = set().union(*found)
+    assert "aten.mish.default" in targets and not any(t.startswith("mish.") for t in targets), sorted(targets)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_dynamic_shapes(device: str, gen: torch.Generator) -> None:
     torch._dynamo.reset()

@@ -16,6 +16,14 @@ _mish_ = torch.ops.mish.mish_.default
 _is_compiling = torch.compiler.is_compiling
 
 
+def _is_exporting() -> bool:
+    """True inside torch.export. Reads the flag torch.export sets: Dynamo in torch 2.11 folds a traced
+    torch.compiler.is_exporting() call to True under torch.compile as well (torch 2.14 reads this
+    flag itself), which sent torch.compile down the opaque custom-op path."""
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    return torch.compiler.is_exporting() if flag is None else bool(flag)
+
+
 def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Mish activation, ``x * tanh(softplus(x))``, as one fused kernel.
 
@@ -45,7 +53,7 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
             return _mish(input)
         _mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
-    if _COMPILE_AS_ATEN and _is_compiling() and not torch.compiler.is_exporting():
+    if _COMPILE_AS_ATEN and _is_compiling() and not _is_exporting():
         # torch.compile (not export): hand Inductor aten.mish, which it fuses into neighbouring
         # pointwise code (a BatchNorm epilogue, a residual add); an opaque custom op would cost a
         # separate kernel and a round trip through memory. torch.export keeps torch.ops.mish.mish.

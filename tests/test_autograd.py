@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import DEVICES, FLOAT_DTYPES, assert_mish_close, mish_grad_reference, random_inputs
+from helpers import DEVICES, FLOAT_DTYPES, assert_mish_close, mish_grad_reference, mish_reference, random_inputs
 
 import torch_mish
 
@@ -74,3 +74,14 @@ def test_opcheck(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
     torch.library.opcheck(torch.ops.mish.mish.default, (x.clone().transpose(0, 2),))
     torch.library.opcheck(torch.ops.mish.mish_.default, (x.clone(),))
     torch.library.opcheck(torch.ops.mish._mish_backward.default, (g, x.clone().requires_grad_(grad_ok)))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_forward_mode_ad_matches_f_mish(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    """torch.func.jvp (forward-mode AD): the tangent is mish'(x) * v, as for F.mish."""
+    x = random_inputs(1001, gen).to(device, dtype)
+    v = torch.randn(x.shape, generator=gen, dtype=torch.float64).to(device, dtype)
+    y, tangent = torch.func.jvp(torch_mish.mish, (x,), (v,))
+    assert_mish_close(y, mish_reference(x), "jvp primal")
+    assert_mish_close(tangent, mish_grad_reference(v, x), "jvp tangent", gradient=True)

@@ -44,11 +44,12 @@ def test_compile_fullgraph_matches_eager(device: str, inplace: bool, gen: torch.
         torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
 
 
-def test_compile_hands_inductor_aten_mish() -> None:
+def test_compile_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torch.compile the autograd-traced forward graph holds aten.mish (which Inductor fuses and
     may recompute in backward instead of saving), not the opaque custom op."""
     from torch._functorch.aot_autograd import aot_module_simplified
 
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", True)  # the default, whatever the env says
     torch._dynamo.reset()
     found: list[set[str]] = []
 
@@ -137,3 +138,19 @@ def test_cuda_autocast_training_step(dtype: torch.dtype, gen: torch.Generator) -
     assert h.dtype == dtype and y.dtype == dtype
     y.float().sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_strict_export_keeps_the_custom_op() -> None:
+    """torch.export with strict=True traces through Dynamo: torch_mish must still see an export."""
+    model = conv_bn_mish("cpu").eval()
+    ep = torch.export.export(model, (torch.randn(2, 3, 12, 12),), strict=True)
+    targets = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert targets.count(torch.ops.mish.mish.default) == 2, targets
+
+
+def test_fx_symbolic_trace() -> None:
+    """torch.fx.symbolic_trace (feature extractors, FX quantization) passes proxies through Mish."""
+    model = conv_bn_mish("cpu").eval()
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(2, 3, 12, 12)
+    torch.testing.assert_close(traced(x), model(x), rtol=0, atol=0)

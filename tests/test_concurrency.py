@@ -36,7 +36,7 @@ def test_threads_on_separate_streams_match_sequential(dtype: torch.dtype, gen: t
 
     results: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(THREADS)]
     errors: list[BaseException] = []
-    start = threading.Barrier(THREADS)
+    start = threading.Barrier(THREADS, timeout=60)
 
     def run(t: int) -> None:
         try:
@@ -49,6 +49,7 @@ def test_threads_on_separate_streams_match_sequential(dtype: torch.dtype, gen: t
             stream.synchronize()
         except BaseException as exc:  # surfaced below: a thread's failure must fail the test
             errors.append(exc)
+            start.abort()  # release the others if this thread failed before the barrier
 
     threads = [threading.Thread(target=run, args=(t,)) for t in range(THREADS)]
     for th in threads:
@@ -63,6 +64,7 @@ def test_threads_on_separate_streams_match_sequential(dtype: torch.dtype, gen: t
             assert torch.equal(y, expected[t][0]) and torch.equal(dx, expected[t][1]), f"thread {t} differs"
 
 
+@requires_cuda
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_second_device_while_current_is_first(dtype: torch.dtype, gen: torch.Generator) -> None:

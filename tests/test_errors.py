@@ -69,9 +69,9 @@ def _set_unknown_lowering(device: str, request: Any) -> object:
 
 
 def _unknown_lowering_from_environment(device: str, request: Any) -> object:
+    _tensorrt(request)  # first: skips without torch-tensorrt, before the import below could fail
     from torch_mish.tensorrt import selection
 
-    _tensorrt(request)
     request.getfixturevalue("monkeypatch").setenv("TORCH_MISH_TRT_LOWERING", "layers")
     return selection.resolve()
 

@@ -46,7 +46,9 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         TypeError: for non-tensors and integer, bool or complex tensors.
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
-    if not isinstance(input, torch.Tensor):  # the dispatcher would say "no tensor arguments" for None
+    if not isinstance(input, torch.Tensor) and not hasattr(input, "__torch_function__"):
+        # None would reach the dispatcher as "no tensor arguments"; FX proxies and other tensor-likes
+        # (which implement __torch_function__) go on to the op.
         raise TypeError(f"mish: expected 'input' to be a torch.Tensor, got {type(input).__name__}")
     if not _is_compiling() and not torch.jit.is_tracing():
         if not inplace:

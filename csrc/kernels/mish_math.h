@@ -13,7 +13,8 @@
 //    ulp of the storage type), rounded once on store.
 //  - float: fast exp and division in the forward (relative error < 2e-6). The derivative vanishes
 //    at mish's minimum x0 = -1.19 while the terms of B do not, so B is evaluated as
-//    B(x) - B(x0) (see derivative_float32): float arithmetic, relative error < 1e-6 everywhere.
+//    B(x) - B(x0) (see derivative_float32): float arithmetic, relative error < 1e-6 wherever
+//    |mish'(x)| >= 1e-3 (below, where e^x may be subnormal, the 1e-7 absolute bound holds).
 //  - double: double throughout.
 #pragma once
 

@@ -105,6 +105,11 @@ at::Tensor mish_autograd(const at::Tensor& x) {
     const at::AutoDispatchBelowADInplaceOrView below_autograd;
     y = mish_op(x);
   }
+  // Forward-mode AD (torch.func.jvp, torch.autograd.forward_ad): tangent_y = mish'(x) * tangent_x.
+  if (torch::autograd::isFwGradDefined(x)) {
+    const at::Tensor tangent = x._fw_grad(/*level=*/0);
+    y._set_fw_grad(mish_backward_op(tangent, x._fw_primal(/*level=*/0)), /*level=*/0, /*is_inplace_op=*/false);
+  }
   if (records_graph(x)) {
     auto node = make_node<MishBackward>();
     node->set_next_edges(torch::autograd::collect_next_edges(x));

@@ -116,23 +116,29 @@ def measure(acts: list[str], precision: str, compiled: bool, args: argparse.Name
         rows[act]["step_ms"] = f"{statistics.median(t):.2f}"
         rows[act]["q1_q3_ms"] = f"{t[len(t) // 4]:.2f}-{t[(3 * len(t)) // 4]:.2f}"
     if args.profile and not compiled:
-        profile(trainers, precision, args.profile_out)
+        for act, gpu_ms in profile(trainers, precision, args.profile_out).items():
+            rows[act]["gpu_ms"] = f"{gpu_ms:.2f}"
     return [rows[act] for act in acts]
 
 
-def profile(trainers: dict[str, Trainer], precision: str, path: Path) -> None:
-    """The CUDA kernels of three steps per model, heaviest first."""
+def profile(trainers: dict[str, Trainer], precision: str, path: Path, steps: int = 3) -> dict[str, float]:
+    """Writes the CUDA kernels of a few steps per model, heaviest first, and returns each model's GPU
+    time per step: the sum of its kernels' times, which host-bound eager steps do not show."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
+    gpu_ms = {}
     with open(path, "a") as f:
         for act, trainer in trainers.items():
             with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(3):
+                for _ in range(steps):
                     trainer.step()
                 torch.cuda.synchronize()
-            table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90)
-            f.write(f"\n## {act}, {precision}, eager: 3 steps\n\n{table}\n")
+            events = prof.key_averages()
+            gpu_ms[act] = sum(e.self_device_time_total for e in events) / 1e3 / steps
+            table = events.table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=90)
+            f.write(f"\n## {act}, {precision}, eager: {steps} steps\n\n{table}\n")
+    return gpu_ms
 
 
 def main() -> None:
@@ -170,11 +176,12 @@ def main() -> None:
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| activation | precision | mode | step ms (median) | q1-q3 ms | peak GiB |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| activation | precision | mode | step ms (median) | q1-q3 ms | GPU ms per step | peak GiB |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     lines += [
-        f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['q1_q3_ms']} | {r['peak_GiB']} |"
+        f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['step_ms']} | {r['q1_q3_ms']} "
+        f"| {r.get('gpu_ms', '-')} | {r['peak_GiB']} |"
         for r in rows
     ]
     return "\n".join(lines)

@@ -66,7 +66,7 @@ def write_table(name: str, rows: Sequence[dict[str, object]], env: dict[str, str
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / name
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))  # union, in order
         writer.writeheader()
         writer.writerows(rows)
     header = "\n".join(f"- {k}: {v}" for k, v in env.items())

@@ -97,10 +97,6 @@ auto make_node() {
   }
 }
 
-// Without a graph to record, no autograd work at all (inference, and backward passes without
-// create_graph).
-bool records_graph(const at::Tensor& t) { return at::GradMode::is_enabled() && t.requires_grad(); }
-
 at::Tensor mish_autograd(const at::Tensor& x) {
   at::Tensor y;
   {
@@ -112,7 +108,8 @@ at::Tensor mish_autograd(const at::Tensor& x) {
     const at::Tensor tangent = x._fw_grad(/*level=*/0);
     y._set_fw_grad(mish_backward_op(tangent, x._fw_primal(/*level=*/0)), /*level=*/0, /*is_inplace_op=*/false);
   }
-  if (records_graph(x)) {
+  // Without a graph to record (inference, backward passes without create_graph): no autograd work.
+  if (torch::autograd::compute_requires_grad(x)) {
     auto node = make_node<MishBackward>();
     node->set_next_edges(torch::autograd::collect_next_edges(x));
     node->self_ = torch::autograd::SavedVariable(x, /*is_output=*/false);
@@ -122,7 +119,7 @@ at::Tensor mish_autograd(const at::Tensor& x) {
 }
 
 at::Tensor mish_backward_autograd(const at::Tensor& grad, const at::Tensor& x) {
-  if (!records_graph(grad) && !records_graph(x)) {
+  if (!torch::autograd::compute_requires_grad(grad, x)) {
     const at::AutoDispatchBelowADInplaceOrView below_autograd;
     return mish_backward_op(grad, x);
   }

@@ -70,12 +70,15 @@ def measure(name: str, fn: Callable, direction: str, n: int, dtype: torch.dtype)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="three sizes, for a smoke run")
+    parser.add_argument("--max-size", type=int, default=256 << 20, help="largest size in elements")
+    parser.add_argument("--out-name", default="kernels", help="results/<name>.{csv,md,env.json}")
     args = parser.parse_args()
     env = environment()
     copy_gbs = copy_bandwidth_gbs()
     env["copy_bandwidth_GBps"] = f"{copy_gbs:.0f}"
     print(f"{env['device']}: copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
     sizes = [4 << 10, 1 << 20, 64 << 20] if args.quick else [(4 << 10) * 4**k for k in range(9)]  # 4 Ki .. 256 Mi
+    sizes = [n for n in sizes if n <= args.max_size]
     bytes_per_elem_moved = {"forward": 2, "backward": 3, "forward+backward": 5}
     rows = []
     fns = impls()
@@ -102,7 +105,7 @@ def main() -> None:
                 torch.cuda.empty_cache()
             print(f"{dtype} n={n} done", flush=True)
     md = headline(rows)
-    write_table("kernels", rows, env, md)
+    write_table(args.out_name, rows, env, md)
     print(md)
 
 

@@ -36,8 +36,10 @@ class ComposedMish(nn.Module):
         return x * torch.tanh(F.softplus(x))
 
 
+FUSED = "torch_mish.BatchNormMish"  # torch_mish.Mish model after torch_mish.fuse_batchnorm_mish
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "torch_mish.Mish": torch_mish.Mish,
+    FUSED: torch_mish.Mish,
     "nn.Mish": nn.Mish,
     "composed x*tanh(softplus(x))": ComposedMish,
     "LeakyReLU(0.1)": lambda: nn.LeakyReLU(0.1, inplace=True),
@@ -49,7 +51,10 @@ class Trainer:
 
     def __init__(self, act: str, precision: str, compiled: bool, x: torch.Tensor) -> None:
         torch.manual_seed(0)
-        self.model = YOLOv4CSP(act=ACTIVATIONS[act]).cuda().to(memory_format=torch.channels_last).train()
+        model = YOLOv4CSP(act=ACTIVATIONS[act])
+        if act == FUSED:
+            torch_mish.fuse_batchnorm_mish(model)
+        self.model = model.cuda().to(memory_format=torch.channels_last).train()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=1e-3, momentum=0.9)
         self.forward = torch.compile(self.model) if compiled else self.model
         self.x = x

@@ -49,6 +49,9 @@ for stage in "$@"; do
     kernels)
       timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;
+    kernels_small)  # 4 Ki .. 1 Mi only: the host-bound sizes, after a host-path change
+      timeout 200 $PY benchmarks/bench_kernels.py --max-size 1048576 --out-name kernels_small > "$OUT/bench_kernels_small.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/kernels_small.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels_small.log" ;;
     training)
       timeout 560 $PY benchmarks/bench_training.py --modes eager --profile > "$OUT/bench_training.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/training_profile.txt "$OUT/" 2>/dev/null

@@ -44,6 +44,24 @@ def test_compile_fullgraph_matches_eager(device: str, inplace: bool, gen: torch.
         torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_compile_batchnorm_mish_matches_its_eager_fused_path(device: str, gen: torch.Generator) -> None:
+    """Eager training runs BatchNormMish's fused autograd function; torch.compile traces the unfused
+    batch_norm + mish (fullgraph: no graph break on the way). Both must agree."""
+    torch._dynamo.reset()
+    model = torch_mish.fuse_batchnorm_mish(conv_bn_mish(device)).train()
+    assert isinstance(model[1], torch_mish.BatchNormMish)
+    compiled = torch.compile(model, fullgraph=True)
+    x = torch.randn(2, 3, 12, 12, generator=gen).to(device)
+    xe, xc = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ye = model(xe)
+    ye.square().sum().backward()
+    yc = compiled(xc)
+    yc.square().sum().backward()
+    torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)
+
+
 def test_compile_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
     """Under torch.compile the autograd-traced forward graph holds aten.mish (which Inductor fuses and
     may recompute in backward instead of saving), not the opaque custom op."""

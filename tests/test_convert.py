@@ -102,3 +102,85 @@ def test_revert_round_trip_and_checkpoints_interchange(gen: torch.Generator) -> 
 def test_convert_top_level_module() -> None:
     assert isinstance(torch_mish.convert_mish(HandwrittenMish()), torch_mish.Mish)
     assert isinstance(torch_mish.revert_mish(torch_mish.Mish()), nn.Mish)
+
+
+class ResidualAfterBatchNorm(nn.Module):
+    """The BatchNorm output feeds Mish and a residual add: it must stay a tensor, so no fusion."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.bn(x)
+        return self.act(y) + y
+
+
+class SharedActivation(nn.Module):
+    """One Mish module applied after two BatchNorms: replacing it would change the other use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn1, self.bn2 = nn.BatchNorm2d(4), nn.BatchNorm2d(4)
+        self.act = torch_mish.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn2(self.act(self.bn1(x))))
+
+
+class DataDependent(nn.Module):
+    """Not traceable by FX at the top (control flow on a value); its child blocks are."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = nn.Sequential(nn.Conv2d(4, 4, 1), nn.BatchNorm2d(4), HandwrittenMish())
+        self.other = nn.Sequential(nn.BatchNorm2d(4), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x) if x.sum() > 0 else self.other(x)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_fuse_batchnorm_mish_yolo_trains_the_same(device: str, caplog, monkeypatch, gen: torch.Generator) -> None:  # noqa: ANN001
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3).to(device).train()
+    reference = copy.deepcopy(model)
+    n_mish = count_layers(model, (torch_mish.Mish,))[1]
+    with caplog.at_level(logging.INFO, logger="torch_mish.convert"):
+        assert torch_mish.fuse_batchnorm_mish(model) is model
+    # In this model every Mish follows a BatchNorm2d whose output has no other use.
+    assert sum(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()) == n_mish
+    assert not any(isinstance(m, torch_mish.Mish) for m in model.modules())
+    assert f"{n_mish} BatchNorm2d -> Mish pair(s) fused" in caplog.text
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    x = torch.randn(2, 3, 64, 64, generator=gen).to(device)
+    outputs, expected = model(x), reference(x)
+    for got, want in zip(outputs, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    sum(o.square().mean() for o in outputs).backward()
+    sum(o.square().mean() for o in expected).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-3, atol=1e-5, msg=name)
+    for (name, b), c in zip(model.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)
+    reference.load_state_dict(model.state_dict())  # checkpoints interchange with the unfused model
+
+
+def test_fuse_batchnorm_mish_leaves_unsafe_pairs_alone() -> None:
+    residual, shared = ResidualAfterBatchNorm(), SharedActivation()
+    torch_mish.fuse_batchnorm_mish(residual)
+    torch_mish.fuse_batchnorm_mish(shared)
+    for model in (residual, shared):
+        assert not any(isinstance(m, torch_mish.BatchNormMish) for m in model.modules())
+
+
+def test_fuse_batchnorm_mish_searches_inside_untraceable_modules(gen: torch.Generator) -> None:
+    model = DataDependent().train()
+    reference = copy.deepcopy(model)
+    torch_mish.fuse_batchnorm_mish(model)
+    assert isinstance(model.block[1], torch_mish.BatchNormMish) and isinstance(model.block[2], nn.Identity)
+    assert type(model.other[0]) is nn.BatchNorm2d  # followed by ReLU
+    x = torch.rand(2, 4, 8, 8, generator=gen)
+    torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)

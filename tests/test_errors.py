@@ -154,6 +154,18 @@ TABLE: list[BadCall] = [
         RuntimeError,
         "more than one element of the written-to tensor",
     ),
+    BadCall(
+        "BatchNormMish on a 3-d input",
+        lambda d, r: torch_mish.BatchNormMish(4).to(d)(torch.ones(2, 4, 5, device=d, requires_grad=True)),
+        ValueError,
+        r"expected 4D input \(got 3D input\)",
+    ),
+    BadCall(
+        "BatchNormMish: channels differ from num_features",
+        lambda d, r: torch_mish.BatchNormMish(4).to(d)(torch.ones(2, 3, 5, 5, device=d, requires_grad=True)),
+        RuntimeError,
+        "expected 4 channels \\(dim 1\\) like num_features, got 3",
+    ),
     BadCall("onnx.export below opset 18", _onnx_export(17, False, True), ValueError, "opset >= 18, got 17"),
     BadCall(
         "onnx.export plugin nodes with TorchScript",

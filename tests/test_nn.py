@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import DEVICES, assert_mish_close, mish_reference, random_inputs
+from helpers import DEVICES, assert_mish_close, mish_reference, random_inputs, requires_cuda
 from torch import nn
 
 import torch_mish
@@ -56,3 +56,148 @@ def test_autocast_runs_in_the_dtype_it_receives(device: str, gen: torch.Generato
     assert h.dtype == low and y.dtype == low and y32.dtype == torch.float32
     torch.testing.assert_close(y, F.mish(h), rtol=0, atol=0) if False else assert_mish_close(y, mish_reference(h))
     assert_mish_close(y32, mish_reference(x))
+
+
+def _reference_block(channels: int, momentum: float | None) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels, eps=1e-4, momentum=momentum).double()
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1.0, 1.0)
+    return bn
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("momentum", [0.03, None])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_batchnorm_mish_trains_like_batchnorm_then_mish(
+    device: str, momentum: float | None, layout: torch.memory_format, gen: torch.Generator
+) -> None:
+    """Two training steps in float64: output, all three gradients, running statistics and the batch
+    counter equal nn.BatchNorm2d followed by F.mish."""
+    reference = _reference_block(6, momentum).to(device)
+    fused = torch_mish.BatchNormMish(6, eps=1e-4, momentum=momentum).double().to(device)
+    fused.load_state_dict(reference.state_dict())
+    for _ in range(2):
+        x = (torch.randn(3, 6, 5, 7, generator=gen, dtype=torch.float64) * 3 + 1).to(device, memory_format=layout)
+        grad = torch.randn(3, 6, 5, 7, generator=gen, dtype=torch.float64).to(device)
+        x_ref, x_fused = x.clone().requires_grad_(), x.clone().requires_grad_()
+        y_ref, y_fused = F.mish(reference(x_ref)), fused(x_fused)
+        assert y_fused.is_contiguous(memory_format=layout)
+        torch.testing.assert_close(y_fused, y_ref, rtol=1e-12, atol=1e-12)
+        y_ref.backward(grad)
+        y_fused.backward(grad)
+        torch.testing.assert_close(x_fused.grad, x_ref.grad, rtol=1e-10, atol=1e-12)
+    for name in ("weight", "bias"):
+        torch.testing.assert_close(getattr(fused, name).grad, getattr(reference, name).grad, rtol=1e-10, atol=1e-12)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(fused, name), getattr(reference, name), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize(
+    "device,dtype",
+    [("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=requires_cuda)]
+    + [pytest.param("cuda", dt, marks=requires_cuda) for dt in (torch.bfloat16, torch.float32)],
+)
+def test_batchnorm_mish_low_precision_input(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    """As under autocast: a low-precision activation with float32 BatchNorm parameters. Both models
+    round the BatchNorm output to the input dtype before Mish; the gradients differ only through the
+    backward pass recomputing that rounded output (float32 vs float64 BatchNorm arithmetic)."""
+    reference = _reference_block(8, 0.03).to(device)
+    fused = torch_mish.BatchNormMish(8, eps=1e-4, momentum=0.03).to(device)
+    fused.load_state_dict(reference.state_dict())
+    x = (torch.randn(4, 8, 6, 6, generator=gen) * 2).to(device, dtype)
+    x_fused = x.clone().requires_grad_()
+    y = fused(x_fused)
+    assert y.dtype == dtype
+    x_ref = x.double().requires_grad_()
+    y_ref = F.mish(reference(x_ref))
+    tol = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    torch.testing.assert_close(y.double(), y_ref, rtol=tol, atol=tol)
+    grad = torch.randn(y.shape, generator=gen).to(device)
+    y.backward(grad.to(dtype))
+    y_ref.backward(grad.double())
+    torch.testing.assert_close(x_fused.grad.double(), x_ref.grad, rtol=4 * tol, atol=4 * tol)
+    torch.testing.assert_close(fused.weight.grad.double(), reference.weight.grad, rtol=4 * tol, atol=tol * 10)
+
+
+def _saved_activation_bytes(block: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves for backward, counted as they are saved."""
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        block(x).sum().backward()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batchnorm_mish_keeps_one_activation_per_layer(device: str, gen: torch.Generator) -> None:
+    """What the module is for: BatchNorm2d -> Mish saves the BatchNorm input and output; the fused
+    module saves only the input (plus per-channel statistics)."""
+    x = torch.randn(2, 16, 32, 32, generator=gen).to(device).requires_grad_()
+    unfused = nn.Sequential(nn.BatchNorm2d(16), torch_mish.Mish()).to(device)
+    fused = torch_mish.BatchNormMish(16).to(device)
+    activation = x.numel() * x.element_size()
+    saved_unfused, saved_fused = _saved_activation_bytes(unfused, x), _saved_activation_bytes(fused, x)
+    assert saved_unfused >= 2 * activation
+    assert activation <= saved_fused < activation + 16 * 1024
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batchnorm_mish_eval_and_no_grad_use_the_unfused_ops(device: str, gen: torch.Generator) -> None:
+    fused = torch_mish.BatchNormMish(4).to(device)
+    with torch.no_grad():
+        fused.running_mean.uniform_(-1, 1)
+        fused.running_var.uniform_(0.5, 2)
+        fused.weight.uniform_(0.5, 1.5)
+    x = torch.randn(2, 4, 5, 5, generator=gen).to(device)
+    expected = torch_mish.mish(
+        F.batch_norm(x, fused.running_mean, fused.running_var, fused.weight, fused.bias, eps=fused.eps)
+    )
+    torch.testing.assert_close(fused.eval()(x), expected, rtol=0, atol=0)
+    before = fused.running_mean.clone()
+    with torch.no_grad():
+        fused.train()(x)  # training statistics without autograd: still updates the running mean
+    assert not torch.equal(before, fused.running_mean)
+    assert fused.num_batches_tracked.item() == 1
+
+
+def test_batchnorm_mish_exports_batchnorm_and_the_custom_op() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), torch_mish.BatchNormMish(8)).eval()
+    program = torch.export.export(model, (torch.randn(1, 3, 16, 16),))
+    targets = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
+    assert "mish.mish.default" in targets
+    assert any("batch_norm" in t for t in targets)
+
+
+def test_batchnorm_mish_from_batchnorm_shares_state() -> None:
+    bn = nn.BatchNorm2d(5, eps=1e-3, momentum=0.2).train(False)
+    fused = torch_mish.BatchNormMish.from_batchnorm(bn)
+    assert fused.weight is bn.weight and fused.running_var is bn.running_var
+    assert (fused.eps, fused.momentum, fused.training) == (1e-3, 0.2, False)
+    assert fused.state_dict().keys() == bn.state_dict().keys()
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 5, 5), (1, 4, 1, 1), (2, 4, 3)])
+def test_batchnorm_mish_edge_batches_answer_like_batchnorm(shape: tuple[int, ...]) -> None:
+    """Empty batches, one value per channel and wrong ranks: the same result or error as
+    nn.BatchNorm2d followed by Mish (the fused ATen op alone would return NaN statistics)."""
+    reference, fused = nn.BatchNorm2d(4), torch_mish.BatchNormMish(4)
+
+    def run(module: nn.Module) -> tuple[torch.Tensor, torch.Tensor] | BaseException:
+        x = torch.ones(shape, requires_grad=True)
+        try:
+            torch_mish.mish(module(x)).sum().backward() if module is reference else module(x).sum().backward()
+        except (ValueError, RuntimeError) as exc:
+            return exc
+        return module.running_mean.clone(), module.running_var.clone()
+
+    expected, got = run(reference), run(fused)
+    if isinstance(expected, BaseException):
+        assert type(got) is type(expected) and str(got) == str(expected)
+    else:
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)

@@ -1,5 +1,5 @@
 """Swap a model's Mish modules for torch_mish.Mish (and back), like
-nn.SyncBatchNorm.convert_sync_batchnorm.
+nn.SyncBatchNorm.convert_sync_batchnorm, and fuse BatchNorm2d -> Mish pairs into BatchNormMish.
 
 A module is replaced when it is nn.Mish, or when it *computes* Mish: a stateless leaf module (no
 parameters, buffers or children) whose output on a probe tensor equals F.mish's in float64 (float32
@@ -11,12 +11,14 @@ criterion, so a module called "Mish" that computes something else stays, and a h
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from torch_mish.nn import Mish
+from torch_mish.nn import BatchNormMish, Mish
 
 logger = logging.getLogger("torch_mish.convert")
 
@@ -115,4 +117,71 @@ def revert_mish(model: nn.Module) -> nn.Module:
         return nn.Mish(inplace=model.inplace).train(model.training)
     replaced = _swap(model, Mish, nn.Mish)
     logger.info("revert_mish: %d module(s) now use torch.nn.Mish", len(replaced))
+    return model
+
+
+class _MishLeafTracer(torch.fx.Tracer):
+    """Traces through user modules but stops at BatchNorm (a torch.nn leaf) and at Mish modules, so
+    the graph shows which BatchNorm feeds which Mish."""
+
+    def __init__(self, mish_modules: set[int]) -> None:
+        super().__init__()
+        self.mish_modules = mish_modules
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return id(m) in self.mish_modules or super().is_leaf_module(m, module_qualified_name)
+
+
+def _batchnorm_mish_pairs(module: nn.Module, prefix: str, mish_modules: set[int]) -> list[tuple[str, str]]:
+    """(BatchNorm path, Mish path) for each BatchNorm2d whose only consumer is a Mish module applied
+    to it alone. Modules FX cannot trace (data-dependent control flow) are searched child by child."""
+    try:
+        graph = _MishLeafTracer(mish_modules).trace(module)
+    except Exception as exc:  # noqa: BLE001 - any tracing failure means: look inside instead
+        logger.debug("fuse_batchnorm_mish: %s is not traceable (%s); searching its children", prefix or "model", exc)
+        return [
+            pair
+            for name, child in module.named_children()
+            for pair in _batchnorm_mish_pairs(child, f"{prefix}{name}.", mish_modules)
+        ]
+    calls = Counter(node.target for node in graph.nodes if node.op == "call_module")
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or calls[node.target] != 1:
+            continue
+        if type(module.get_submodule(node.target)) is not nn.BatchNorm2d:  # not subclasses: SyncBatchNorm etc.
+            continue
+        users = list(node.users)
+        if len(users) != 1:
+            continue  # the BatchNorm output is used elsewhere too: it must exist, nothing to save
+        act = users[0]
+        if act.op != "call_module" or calls[act.target] != 1 or act.args != (node,) or act.kwargs:
+            continue
+        if id(module.get_submodule(act.target)) in mish_modules:
+            pairs.append((f"{prefix}{node.target}", f"{prefix}{act.target}"))
+    return pairs
+
+
+def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
+    """Replace each ``BatchNorm2d`` whose output goes only to a Mish module by :class:`BatchNormMish`,
+    and that Mish module by ``nn.Identity``, in place. Returns ``model``.
+
+    Halves what those layers keep for backward in eager training (one tensor instead of two; see
+    BatchNormMish); the outputs are the same. Pairs are found by tracing the model with torch.fx;
+    a BatchNorm or Mish module that is shared, called twice, or whose output has other consumers is
+    left alone. State-dict keys do not change. Logs each fusion (logger ``torch_mish.convert``).
+    """
+    mish_modules = {id(m) for m in model.modules() if computes_mish(m)}
+    paths_per_module = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    fused = 0
+    for bn_path, act_path in _batchnorm_mish_pairs(model, "", mish_modules):
+        bn, act = model.get_submodule(bn_path), model.get_submodule(act_path)
+        if paths_per_module[id(bn)] > 1 or paths_per_module[id(act)] > 1:
+            logger.info("fuse_batchnorm_mish: %s -> %s left alone: a module is shared", bn_path, act_path)
+            continue
+        model.set_submodule(bn_path, BatchNormMish.from_batchnorm(bn))
+        model.set_submodule(act_path, nn.Identity())
+        logger.info("fused %s -> %s into BatchNormMish", bn_path, act_path)
+        fused += 1
+    logger.info("fuse_batchnorm_mish: %d BatchNorm2d -> Mish pair(s) fused", fused)
     return model

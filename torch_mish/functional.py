@@ -9,11 +9,16 @@ import torch.nn.functional as F
 
 _COMPILE_AS_ATEN = os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", "1") != "0"
 
-# Bound once: on small tensors the host cost of a call is the whole cost, and each attribute lookup
-# on torch.ops adds to it.
-_mish = torch.ops.mish.mish.default  # the overload directly: skips overload resolution
+# Bound once: on small tensors the host cost of a call is the whole cost, and each Python frame and
+# attribute lookup adds to it. The eager path calls the overload's `_op` builtin, which
+# OpOverload.__call__ only forwards to (it still honours __torch_function__ and dispatch modes);
+# traced paths call the OpOverload itself, which Dynamo knows.
+_mish = torch.ops.mish.mish.default
 _mish_ = torch.ops.mish.mish_.default
+_mish_eager = getattr(_mish, "_op", _mish)
+_mish_eager_ = getattr(_mish_, "_op", _mish_)
 _is_compiling = torch.compiler.is_compiling
+_is_tracing = torch._C._is_tracing  # torch.jit.is_tracing() without its is_scripting() frame
 
 
 def _is_exporting() -> bool:
@@ -50,10 +55,10 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         # None would reach the dispatcher as "no tensor arguments"; FX proxies and other tensor-likes
         # (which implement __torch_function__) go on to the op.
         raise TypeError(f"mish: expected 'input' to be a torch.Tensor, got {type(input).__name__}")
-    if not _is_compiling() and not torch.jit.is_tracing():
+    if not _is_compiling() and not _is_tracing():
         if not inplace:
-            return _mish(input)
-        _mish_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
+            return _mish_eager(input)
+        _mish_eager_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
     if _COMPILE_AS_ATEN and _is_compiling() and not _is_exporting():
         # torch.compile (not export): hand Inductor aten.mish, which it fuses into neighbouring

@@ -103,7 +103,12 @@ def extension() -> cpp_extension.CppExtension:
     cxx = ["-O0", "-g"] if debug else ["-O3"]
     cxx += ["-DPy_LIMITED_API=0x03090000"]  # torch picks the C++ standard (C++20 since 2.10)
     nvcc_flags = ["-O0", "-G", "-g"] if debug else ["-O3", "-lineinfo"]
-    sources = ["csrc/ops/mish_schema.cpp", "csrc/ops/mish_autograd.cpp", "csrc/ops/mish_cpu.cpp"]
+    sources = [
+        "csrc/ops/mish_schema.cpp",
+        "csrc/ops/mish_autograd.cpp",
+        "csrc/ops/batch_norm_mish.cpp",
+        "csrc/ops/mish_cpu.cpp",
+    ]
     if with_cuda:
         sources += ["csrc/ops/mish_cuda.cpp", "csrc/kernels/mish_launch.cu"]
 

@@ -27,8 +27,11 @@ for stage in "$@"; do
       timeout 420 $PY -m pytest tests -q -rs -p no:cacheprovider 2>&1 | grep -v '^DEBUG' > "$OUT/pytest.log"; status=$((status | $?))
       tail -5 "$OUT/pytest.log" ;;
     sanitize)
+      # initcheck runs unfiltered: with --kernel-regex it does not see the writes of the filtered-out
+      # kernels (randn, copies), and reports every read of their output as uninitialized.
       for tool in memcheck racecheck initcheck; do
-        timeout 200 compute-sanitizer --tool $tool --kernel-regex kns=mish --error-exitcode 9 \
+        filter=(--kernel-regex kns=mish); [ $tool = initcheck ] && filter=()
+        timeout 200 compute-sanitizer --tool $tool "${filter[@]}" --error-exitcode 9 \
           $PY -m pytest tests/test_ops.py tests/tensorrt/test_plugin_library.py -v -p no:cacheprovider \
           -k "(cuda or enqueue) and not every_ and not 1000003" -x > "$OUT/sanitizer_$tool.log" 2>&1
         rc=$?; status=$((status | rc))

@@ -85,3 +85,23 @@ def test_forward_mode_ad_matches_f_mish(device: str, dtype: torch.dtype, gen: to
     y, tangent = torch.func.jvp(torch_mish.mish, (x,), (v,))
     assert_mish_close(y, mish_reference(x), "jvp primal")
     assert_mish_close(tangent, mish_grad_reference(v, x), "jvp tangent", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batch_norm_mish_opcheck_and_gradcheck(device: str, gen: torch.Generator) -> None:
+    """The op behind BatchNormMish: schema, fake kernel and autograd registration (opcheck), and its
+    gradients against finite differences in float64 (gradcheck; fresh running stats each call)."""
+    x = torch.randn(3, 4, 5, 5, generator=gen, dtype=torch.float64).to(device)
+    weight = torch.empty(4, dtype=torch.float64).uniform_(0.5, 1.5, generator=gen).to(device)
+    bias = torch.randn(4, generator=gen, dtype=torch.float64).to(device)
+
+    def stats() -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(4, dtype=torch.float64, device=device), torch.ones(4, dtype=torch.float64, device=device)
+
+    args = (x.clone().requires_grad_(), weight.clone().requires_grad_(), bias.clone().requires_grad_())
+    torch.library.opcheck(
+        torch.ops.mish.batch_norm_mish.default,
+        (*args, *stats(), 0.1, 1e-5),
+        test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
+    )
+    assert torch.autograd.gradcheck(lambda x, w, b: torch.ops.mish.batch_norm_mish(x, w, b, *stats(), 0.1, 1e-5), args)

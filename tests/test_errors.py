@@ -49,6 +49,12 @@ def _cpu_grad_for_cuda_input(device: str, request: Any) -> object:
     return torch.ops.mish._mish_backward(torch.ones(8), torch.ones(8, device="cuda"))
 
 
+def _batchnorm_mish_double_backward(device: str, request: Any) -> object:
+    x = torch.randn(2, 4, 3, 3, device=device, requires_grad=True)
+    (grad,) = torch.autograd.grad(torch_mish.BatchNormMish(4).to(device)(x).sum(), x, create_graph=True)
+    return grad
+
+
 def _inplace_on_leaf(device: str, request: Any) -> object:
     return torch_mish.mish(torch.ones(8, device=device, requires_grad=True), inplace=True)
 
@@ -164,7 +170,13 @@ TABLE: list[BadCall] = [
         "BatchNormMish: channels differ from num_features",
         lambda d, r: torch_mish.BatchNormMish(4).to(d)(torch.ones(2, 3, 5, 5, device=d, requires_grad=True)),
         RuntimeError,
-        "expected 4 channels \\(dim 1\\) like num_features, got 3",
+        "expected 'input' to have 4 channels \\(dim 1\\) like 'weight', got 3",
+    ),
+    BadCall(
+        "BatchNormMish: double backward",
+        _batchnorm_mish_double_backward,
+        RuntimeError,
+        "does not support double backward",
     ),
     BadCall("onnx.export below opset 18", _onnx_export(17, False, True), ValueError, "opset >= 18, got 17"),
     BadCall(

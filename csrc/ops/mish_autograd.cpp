@@ -15,7 +15,8 @@
 
 #include <mutex>
 #include <string>
-#include <type_traits>
+
+#include "autograd_node.h"
 
 namespace mish::ops {
 namespace {
@@ -84,18 +85,6 @@ class MishBackwardFunction : public torch::autograd::Function<MishBackwardFuncti
     return {d_grad, d_x};
   }
 };
-
-// Graph nodes are held by std::shared_ptr up to torch 2.11 and by c10::intrusive_ptr in later
-// releases; Edge::function says which this torch uses.
-template <typename N>
-auto make_node() {
-  using NodePtr = decltype(torch::autograd::Edge::function);
-  if constexpr (std::is_same_v<NodePtr, std::shared_ptr<torch::autograd::Node>>) {
-    return std::make_shared<N>();
-  } else {
-    return c10::make_intrusive<N>();
-  }
-}
 
 at::Tensor mish_autograd(const at::Tensor& x) {
   at::Tensor y;

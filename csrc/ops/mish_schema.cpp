@@ -17,4 +17,9 @@ TORCH_LIBRARY(mish, m) {
   // functionalized, so torch.compile / torch.export would reject it. Python returns `self`.
   m.def("mish_(Tensor(a!) self) -> ()");
   m.def("_mish_backward(Tensor grad_output, Tensor self) -> Tensor");
+  // Training-mode BatchNorm (updating the running statistics) followed by Mish; its backward keeps
+  // only `input` (see batch_norm_mish.cpp). torch_mish.BatchNormMish calls it.
+  m.def(
+      "batch_norm_mish(Tensor input, Tensor weight, Tensor bias, Tensor(a!) running_mean, Tensor(b!) running_var, "
+      "float momentum, float eps) -> Tensor");
 }

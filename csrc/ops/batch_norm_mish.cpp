@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "autograd_node.h"
+#include "mish_common.h"
 
 namespace mish::ops {
 namespace {
@@ -43,20 +44,25 @@ at::Tensor mish_backward_op(const at::Tensor& grad, const at::Tensor& x) {
   return op.call(grad, x);
 }
 
+// Messages are built as std::string: streaming integers or IntArrayRef into TORCH_CHECK crashed
+// (SIGSEGV) in the error path against torch 2.11 (see shape_str in mish_common.h).
 void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, const at::Tensor& running_mean,
                   const at::Tensor& running_var) {
-  TORCH_CHECK(x.dim() >= 2, "batch_norm_mish: expected 'input' with a channel dimension (dim 1), got ", x.dim(), "-d");
+  TORCH_CHECK(x.dim() >= 2,
+              "batch_norm_mish: expected 'input' with a channel dimension (dim 1), got shape " + shape_str(x));
   const int64_t channels = x.size(1);
-  const std::array<std::pair<const at::Tensor*, const char*>, 4> per_channel = {
+  const std::array<std::pair<const at::Tensor*, std::string>, 4> per_channel = {
       {{&weight, "weight"}, {&bias, "bias"}, {&running_mean, "running_mean"}, {&running_var, "running_var"}}};
   for (const auto& [t, name] : per_channel) {
-    TORCH_CHECK(t->dim() == 1 && t->size(0) == channels, "batch_norm_mish: expected 'input' to have ", t->numel(),
-                " channels (dim 1) like '", name, "', got ", channels);
-    TORCH_CHECK(t->device() == x.device(), "batch_norm_mish: expected '", name, "' on ", x.device(),
-                " like 'input', got ", t->device());
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == channels, "batch_norm_mish: expected 'input' to have " +
+                                                             std::to_string(t->numel()) + " channels (dim 1) like '" +
+                                                             name + "', got " + std::to_string(channels));
+    TORCH_CHECK(t->device() == x.device(), "batch_norm_mish: expected '" + name + "' on " + x.device().str() +
+                                               " like 'input', got " + t->device().str());
   }
-  TORCH_CHECK(x.numel() > channels, "batch_norm_mish: expected more than 1 value per channel when training, got ",
-              "input of shape ", x.sizes());
+  TORCH_CHECK(
+      x.numel() > channels,
+      "batch_norm_mish: expected more than 1 value per channel when training, got input of shape " + shape_str(x));
 }
 
 struct Forward {

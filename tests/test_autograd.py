@@ -105,3 +105,58 @@ def test_batch_norm_mish_opcheck_and_gradcheck(device: str, gen: torch.Generator
         test_utils=("test_schema", "test_faketensor", "test_autograd_registration"),
     )
     assert torch.autograd.gradcheck(lambda x, w, b: torch.ops.mish.batch_norm_mish(x, w, b, *stats(), 0.1, 1e-5), args)
+
+
+def _affine_layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    layouts = {
+        "contiguous": x,
+        "permuted": x.transpose(1, -1).contiguous().transpose(1, -1),  # neither layout: made contiguous first
+        "misaligned": torch.empty(x.numel() + 1, dtype=x.dtype, device=x.device)[1:].view(x.shape).copy_(x),
+    }
+    if x.dim() == 4:
+        layouts["channels_last"] = x.contiguous(memory_format=torch.channels_last)
+    return layouts
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+@pytest.mark.parametrize(
+    "shape", [(3, 5, 7, 9), (2, 16, 4, 4), (4, 6, 33, 35), (1, 3, 1, 1), (2, 5, 3), (2, 3, 2, 3, 5)]
+)
+def test_mish_backward_affine_matches_float64(
+    device: str, dtype: torch.dtype, shape: tuple[int, ...], gen: torch.Generator
+) -> None:
+    """The kernel behind BatchNormMish's backward: grad * mish'((x - mean) * invstd * weight + bias)
+    per channel, against the same formula in float64, for every layout the kernel indexes and odd
+    sizes (vector tails)."""
+    channels = shape[1]
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    per_channel = [
+        torch.randn(channels, generator=gen, dtype=torch.float64),
+        torch.empty(channels, dtype=torch.float64).uniform_(0.2, 2.0, generator=gen),
+        torch.empty(channels, dtype=torch.float64).uniform_(0.5, 1.5, generator=gen),
+        torch.randn(channels, generator=gen, dtype=torch.float64),
+    ]
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) * 2).to(device, dtype)
+    grad = torch.randn(shape, generator=gen, dtype=torch.float64).to(device, dtype)
+    args = [t.to(device, compute) for t in per_channel]
+    view = (1, -1) + (1,) * (len(shape) - 2)
+    mean, invstd, weight, bias = (t.to(compute).double().view(view) for t in per_channel)
+    y = (x.cpu().double() - mean) * invstd * weight + bias
+    expected = mish_grad_reference(grad.cpu(), y)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 1.6e-2}[dtype]
+    for name, xl in _affine_layouts(x).items():
+        got = torch.ops.mish._mish_backward_affine(grad, xl, *args)
+        assert got.dtype == dtype and got.shape == x.shape
+        torch.testing.assert_close(got.cpu().double(), expected, rtol=tol, atol=tol, msg=name)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_mish_backward_affine_opcheck(device: str, gen: torch.Generator) -> None:
+    x = torch.randn(2, 3, 4, 5, generator=gen).to(device)
+    per_channel = [torch.rand(3, generator=gen).to(device) + 0.5 for _ in range(4)]
+    torch.library.opcheck(
+        torch.ops.mish._mish_backward_affine.default,
+        (torch.randn_like(x), x, *per_channel),
+        test_utils=("test_schema", "test_faketensor"),
+    )

@@ -178,6 +178,22 @@ TABLE: list[BadCall] = [
         RuntimeError,
         "does not support double backward",
     ),
+    BadCall(
+        "_mish_backward_affine: per-channel argument of the wrong length",
+        lambda d, r: torch.ops.mish._mish_backward_affine(
+            *(torch.ones(2, 3, 4, device=d),) * 2, *(torch.ones(4, device=d),) * 4
+        ),
+        RuntimeError,
+        r"expected 'mean' of shape \[3\] \(the channels of 'self'\), got \[4\]",
+    ),
+    BadCall(
+        "_mish_backward_affine: float16 statistics for float16 input",
+        lambda d, r: torch.ops.mish._mish_backward_affine(
+            *(torch.ones(2, 3, 4, device=d, dtype=torch.half),) * 2, *(torch.ones(3, device=d, dtype=torch.half),) * 4
+        ),
+        TypeError,
+        "expected 'mean' to be torch.float32 for 'self' of torch.float16, got torch.float16",
+    ),
     BadCall("onnx.export below opset 18", _onnx_export(17, False, True), ValueError, "opset >= 18, got 17"),
     BadCall(
         "onnx.export plugin nodes with TorchScript",

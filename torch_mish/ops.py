@@ -43,6 +43,35 @@ def _mish_backward_fake(grad_output: torch.Tensor, self: torch.Tensor) -> torch.
     return torch.empty_like(self)
 
 
+@torch.library.register_fake("mish::_mish_backward_affine")
+def _mish_backward_affine_fake(
+    grad_output: torch.Tensor,
+    self: torch.Tensor,
+    mean: torch.Tensor,
+    invstd: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+) -> torch.Tensor:
+    _check_floating(self, "_mish_backward_affine")
+    torch._check(
+        grad_output.shape == self.shape, lambda: "_mish_backward_affine: 'grad_output' must have the shape of 'self'"
+    )
+    return torch.empty_like(self)
+
+
+@torch.library.register_fake("mish::batch_norm_mish")
+def _batch_norm_mish_fake(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    running_mean: torch.Tensor,
+    running_var: torch.Tensor,
+    momentum: float,
+    eps: float,
+) -> torch.Tensor:
+    return torch.empty_like(input)
+
+
 _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 

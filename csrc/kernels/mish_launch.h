@@ -21,4 +21,21 @@ cudaError_t launch_forward(DType dtype, const void* x, void* y, int64_t n, cudaS
 cudaError_t launch_backward(DType dtype, const void* grad_y, const void* x, void* grad_x, int64_t n,
                             cudaStream_t stream);
 
+// The backward pass of mish(batch_norm(x)) with the BatchNorm output recomputed on the fly:
+// grad_x[i] = grad_y[i] * mish'(y), y = (x[i] - mean[c]) * invstd[c] * weight[c] + bias[c], where
+// c = (i / inner) % channels is the channel of element i of a dense (N, C, inner...) tensor
+// (contiguous: inner = the spatial size) or of a channels-last one (inner = 1). The per-channel
+// arrays hold `channels` values of the compute type: float, or double for kFloat64. grad_x may
+// equal grad_y.
+struct ChannelAffine {
+  const void* mean;
+  const void* invstd;
+  const void* weight;
+  const void* bias;
+  int64_t channels;
+  int64_t inner;
+};
+cudaError_t launch_backward_affine(DType dtype, const void* grad_y, const void* x, ChannelAffine affine, void* grad_x,
+                                   int64_t n, cudaStream_t stream);
+
 }  // namespace mish

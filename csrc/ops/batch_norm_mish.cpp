@@ -2,8 +2,9 @@
 //
 // BatchNorm then Mish, as two ops, saves BatchNorm's input x (for BatchNorm's gradient) and its
 // output y (for Mish's). This op saves x and the per-channel batch statistics only: the backward
-// pass recomputes y = (x - mean) * invstd * weight + bias, applies mish'(y), and hands the result to
-// ATen's BatchNorm backward. The BatchNorm work itself is ATen's (_batch_norm_with_update and
+// pass computes grad * mish'(y) with y recomputed per element inside the kernel
+// (_mish_backward_affine), and hands the result to ATen's BatchNorm backward. The BatchNorm work
+// itself is ATen's (_batch_norm_with_update and
 // batch_norm_backward, which pick cuDNN or the native kernels as nn.BatchNorm2d does), and Mish is
 // torch.ops.mish, so no arithmetic here is new.
 //
@@ -37,11 +38,13 @@ void mish_inplace_op(const at::Tensor& x) {
   op.call(x);
 }
 
-at::Tensor mish_backward_op(const at::Tensor& grad, const at::Tensor& x) {
+at::Tensor mish_backward_affine_op(const at::Tensor& grad, const at::Tensor& x, const at::Tensor& mean,
+                                   const at::Tensor& invstd, const at::Tensor& weight, const at::Tensor& bias) {
+  using T = const at::Tensor&;
   static auto op = c10::Dispatcher::singleton()
-                       .findSchemaOrThrow("mish::_mish_backward", "")
-                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&)>();
-  return op.call(grad, x);
+                       .findSchemaOrThrow("mish::_mish_backward_affine", "")
+                       .typed<at::Tensor(T, T, T, T, T, T)>();
+  return op.call(grad, x, mean, invstd, weight, bias);
 }
 
 // Messages are built as std::string: streaming integers or IntArrayRef into TORCH_CHECK crashed
@@ -79,18 +82,6 @@ Forward forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return out;
 }
 
-// The training-mode BatchNorm output, from the statistics the forward pass saved.
-at::Tensor batch_norm_output(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                             const at::Tensor& mean, const at::Tensor& invstd, double eps) {
-  if (x.is_cuda()) {
-    return at::batch_norm_elemt(x, weight, bias, mean, invstd, eps);  // one pass, x's dtype and layout
-  }
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[1] = -1;
-  const at::Tensor scale = (invstd * weight).view(shape);
-  return ((x.to(scale.scalar_type()) - mean.view(shape)) * scale + bias.view(shape)).to(x.scalar_type());
-}
-
 struct BatchNormMishBackward : public torch::autograd::Node {
   SavedVariable input_, weight_, bias_, mean_, invstd_, reserve_;
   double eps_ = 0.0;
@@ -110,8 +101,11 @@ struct BatchNormMishBackward : public torch::autograd::Node {
     const at::Tensor weight = weight_.unpack();
     const at::Tensor mean = mean_.unpack();
     const at::Tensor invstd = invstd_.unpack();
+    // The kernel recomputes the BatchNorm output per element; the per-channel values go in the compute
+    // type (no-ops for the usual float32 parameters and statistics).
+    const at::ScalarType c = compute_type(x.scalar_type());
     const at::Tensor grad_y =
-        mish_backward_op(grads[0], batch_norm_output(x, weight, bias_.unpack(), mean, invstd, eps_));
+        mish_backward_affine_op(grads[0], x, mean.to(c), invstd.to(c), weight.to(c), bias_.unpack().to(c));
     const std::array<bool, 3> mask = {task_should_compute_output(0), task_should_compute_output(1),
                                       task_should_compute_output(2)};
     std::tie(grad_inputs[0], grad_inputs[1], grad_inputs[2]) = at::batch_norm_backward(

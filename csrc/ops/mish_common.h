@@ -10,6 +10,9 @@
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/empty_strided.h>
 
+#include <string>
+#include <utility>
+
 namespace mish::ops {
 
 // "[4, 5]". Formatted here rather than by streaming IntArrayRef into TORCH_CHECK, which crashed
@@ -81,6 +84,37 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kerne
   at::Tensor grad_input = empty_like_dense(self);
   kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
   return grad_input;
+}
+
+// _mish_backward_affine: the compute type of its per-channel arguments, and the argument checks. Messages are
+// built as std::string (see shape_str).
+inline at::ScalarType compute_type(at::ScalarType s) { return s == at::kDouble ? at::kDouble : at::kFloat; }
+
+inline void check_affine(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& mean,
+                         const at::Tensor& invstd, const at::Tensor& weight, const at::Tensor& bias) {
+  const std::string op = "_mish_backward_affine: ";
+  check_floating(self, "_mish_backward_affine", "self");
+  TORCH_CHECK(self.dim() >= 2, op + "expected 'self' with a channel dimension (dim 1), got shape " + shape_str(self));
+  TORCH_CHECK_TYPE(grad_output.scalar_type() == self.scalar_type(),
+                   op + "expected 'grad_output' to have the dtype of 'self' (" + dtype_name(self.scalar_type()) +
+                       "), got " + dtype_name(grad_output.scalar_type()));
+  TORCH_CHECK(grad_output.sizes() == self.sizes(), op + "expected 'grad_output' of shape " + shape_str(self) +
+                                                       " like 'self', got " + shape_str(grad_output));
+  TORCH_CHECK(grad_output.device() == self.device(), op + "expected 'grad_output' on " + self.device().str() +
+                                                         " like 'self', got " + grad_output.device().str());
+  const at::ScalarType c = compute_type(self.scalar_type());
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, std::string>{mean, "mean"},
+                                {invstd, "invstd"},
+                                {weight, "weight"},
+                                {bias, "bias"}}) {
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == self.size(1), op + "expected '" + name + "' of shape [" +
+                                                               std::to_string(self.size(1)) +
+                                                               "] (the channels of 'self'), got " + shape_str(t));
+    TORCH_CHECK_TYPE(t.scalar_type() == c, op + "expected '" + name + "' to be " + dtype_name(c) + " for 'self' of " +
+                                               dtype_name(self.scalar_type()) + ", got " + dtype_name(t.scalar_type()));
+    TORCH_CHECK(t.device() == self.device(),
+                op + "expected '" + name + "' on " + self.device().str() + " like 'self', got " + t.device().str());
+  }
 }
 
 }  // namespace mish::ops

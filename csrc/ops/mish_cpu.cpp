@@ -1,7 +1,10 @@
 // CPU implementation of the mish ops: the shared scalar math in a parallel loop.
+#include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
+
+#include <vector>
 
 #include "../kernels/mish_math.h"
 #include "mish_common.h"
@@ -45,12 +48,24 @@ at::Tensor mish_backward_cpu(const at::Tensor& grad_output, const at::Tensor& se
   return backward(grad_output, self, backward_kernel);
 }
 
+// Composed from ATen ops in the compute type (the CUDA kernel fuses the same steps).
+at::Tensor mish_backward_affine_cpu(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& mean,
+                                    const at::Tensor& invstd, const at::Tensor& weight, const at::Tensor& bias) {
+  check_affine(grad_output, self, mean, invstd, weight, bias);
+  std::vector<int64_t> shape(self.dim(), 1);
+  shape[1] = -1;
+  const at::ScalarType c = compute_type(self.scalar_type());
+  const at::Tensor y = (self.to(c) - mean.view(shape)) * invstd.view(shape) * weight.view(shape) + bias.view(shape);
+  return mish_backward_cpu(grad_output.to(c), y).to(self.scalar_type());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(mish, CPU, m) {
   m.impl("mish", &mish_cpu);
   m.impl("mish_", &mish_cpu_);
   m.impl("_mish_backward", &mish_backward_cpu);
+  m.impl("_mish_backward_affine", &mish_backward_affine_cpu);
 }
 
 }  // namespace mish::ops

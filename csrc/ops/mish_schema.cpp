@@ -17,6 +17,11 @@ TORCH_LIBRARY(mish, m) {
   // functionalized, so torch.compile / torch.export would reject it. Python returns `self`.
   m.def("mish_(Tensor(a!) self) -> ()");
   m.def("_mish_backward(Tensor grad_output, Tensor self) -> Tensor");
+  // grad_output * mish'((self - mean) * invstd * weight + bias), per channel (dim 1): batch_norm_mish's
+  // backward, recomputing the BatchNorm output inside the kernel instead of storing it.
+  m.def(
+      "_mish_backward_affine(Tensor grad_output, Tensor self, Tensor mean, Tensor invstd, Tensor weight, Tensor bias) "
+      "-> Tensor");
   // Training-mode BatchNorm (updating the running statistics) followed by Mish; its backward keeps
   // only `input` (see batch_norm_mish.cpp). torch_mish.BatchNormMish calls it.
   m.def(

@@ -22,6 +22,38 @@ SHAPES = [(16, 64, 256, 256), (16, 128, 128, 128), (16, 512, 32, 32)]  # YOLOv4-
 BUFFERS = 3
 
 
+def measure(dtype: torch.dtype, shape: tuple[int, ...], copy_gbs: float) -> list[dict[str, str]]:
+    def activation() -> torch.Tensor:
+        return torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    xs, ys, gs = ([activation() for _ in range(BUFFERS)] for _ in range(3))
+    mean, invstd, weight, bias = (torch.rand(shape[1], device="cuda") + 0.5 for _ in range(4))
+    cases = {
+        "_mish_backward (stored y)": lambda i: torch.ops.mish._mish_backward(gs[i % BUFFERS], ys[i % BUFFERS]),
+        "_mish_backward_affine (recompute in kernel)": lambda i: torch.ops.mish._mish_backward_affine(
+            gs[i % BUFFERS], xs[i % BUFFERS], mean, invstd, weight, bias
+        ),
+        "batch_norm_elemt + _mish_backward": lambda i: torch.ops.mish._mish_backward(
+            gs[i % BUFFERS], torch.batch_norm_elemt(xs[i % BUFFERS], weight, bias, mean, invstd, 1e-5)
+        ),
+    }
+    moved = 3 * xs[0].numel() * xs[0].element_size()
+    rows = []
+    for name, fn in cases.items():
+        ms = time_cuda(fn)
+        rows.append(
+            {
+                "dtype": str(dtype).removeprefix("torch."),
+                "shape": "x".join(map(str, shape)),
+                "impl": name,
+                "ms": f"{ms:.4f}",
+                "pct_of_copy": f"{100 * moved / ms / 1e6 / copy_gbs:.1f}",
+            }
+        )
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     env = environment()
     copy_gbs = copy_bandwidth_gbs()
@@ -29,36 +61,7 @@ def main() -> None:
     rows = []
     for dtype in (torch.float32, torch.bfloat16):
         for shape in SHAPES:
-            c = shape[1]
-
-            def activation() -> torch.Tensor:
-                return torch.randn(shape, device="cuda", dtype=dtype).contiguous(memory_format=torch.channels_last)
-
-            xs, ys, gs = ([activation() for _ in range(BUFFERS)] for _ in range(3))
-            mean, invstd, weight, bias = (torch.rand(c, device="cuda") + 0.5 for _ in range(4))
-            cases = {
-                "_mish_backward (stored y)": lambda i: torch.ops.mish._mish_backward(gs[i % BUFFERS], ys[i % BUFFERS]),
-                "_mish_backward_affine (recompute in kernel)": lambda i: torch.ops.mish._mish_backward_affine(
-                    gs[i % BUFFERS], xs[i % BUFFERS], mean, invstd, weight, bias
-                ),
-                "batch_norm_elemt + _mish_backward": lambda i: torch.ops.mish._mish_backward(
-                    gs[i % BUFFERS], torch.batch_norm_elemt(xs[i % BUFFERS], weight, bias, mean, invstd, 1e-5)
-                ),
-            }
-            moved = 3 * xs[0].numel() * xs[0].element_size()
-            for name, fn in cases.items():
-                ms = time_cuda(fn)
-                rows.append(
-                    {
-                        "dtype": str(dtype).removeprefix("torch."),
-                        "shape": "x".join(map(str, shape)),
-                        "impl": name,
-                        "ms": f"{ms:.4f}",
-                        "pct_of_copy": f"{100 * moved / ms / 1e6 / copy_gbs:.1f}",
-                    }
-                )
-                print(rows[-1], flush=True)
-            del xs, ys, gs
+            rows += measure(dtype, shape, copy_gbs)
             torch.cuda.empty_cache()
     lines = ["| dtype | shape | impl | ms | % of copy BW (3 activations moved) |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['dtype']} | {r['shape']} | {r['impl']} | {r['ms']} | {r['pct_of_copy']} |" for r in rows]

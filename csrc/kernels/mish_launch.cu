@@ -134,22 +134,25 @@ cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, i
   return cudaGetLastError();
 }
 
-// One vector of kWidth elements per access as in elementwise_kernel; the channel is found by one
-// division per vector and then stepped, so the per-element cost stays an add and a compare.
-template <typename T, int kWidth>
+// One vector of kWidth elements per access as in elementwise_kernel. The channel of a vector's first
+// element takes one division; the rest step from it (an add and a compare per element). When the
+// channel is the innermost dimension and `channels` is a multiple of kWidth (kChannelVectors), a
+// vector's elements are kWidth consecutive channels, and the per-channel values load as vectors too:
+// in bfloat16 at 512 channels, scalar loads of the four arrays made this kernel compute-bound.
+template <typename T, int kWidth, bool kChannelVectors>
 __global__ void __launch_bounds__(kThreads)
     backward_affine_kernel(const T* grad, const T* x, ChannelAffine affine, T* out, int64_t n) {
   using C = typename Math<T>::Compute;
   using V = Vec<T, kWidth>;
+  using CV = Vec<C, kWidth>;
   const C* mean = static_cast<const C*>(affine.mean);
   const C* invstd = static_cast<const C*>(affine.invstd);
   const C* weight = static_cast<const C*>(affine.weight);
   const C* bias = static_cast<const C*>(affine.bias);
   const int64_t channels = affine.channels;
   const int64_t inner = affine.inner;
-  const auto grad_of = [&](T g, T v, int64_t c) {
-    const C y = (to_compute<C>(v) - __ldg(mean + c)) * __ldg(invstd + c) * __ldg(weight + c) + __ldg(bias + c);
-    return from_compute<T>(to_compute<C>(g) * Math<T>::derivative(y));
+  const auto grad_of = [](T g, T v, C m, C s, C w, C b) {
+    return from_compute<T>(to_compute<C>(g) * Math<T>::derivative((to_compute<C>(v) - m) * s * w + b));
   };
   const int64_t nvec = n / kWidth;
   const V* vg = reinterpret_cast<const V*>(grad);
@@ -170,27 +173,38 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
-      if (i < nvec) {
+      if (i >= nvec) continue;
+      V o;
+      if constexpr (kChannelVectors) {
+        const int64_t c = (i * kWidth) % channels;
+        const CV m = *reinterpret_cast<const CV*>(mean + c), s = *reinterpret_cast<const CV*>(invstd + c);
+        const CV w = *reinterpret_cast<const CV*>(weight + c), b = *reinterpret_cast<const CV*>(bias + c);
+#pragma unroll
+        for (int k = 0; k < kWidth; ++k) o.v[k] = grad_of(rg[u].v[k], rx[u].v[k], m.v[k], s.v[k], w.v[k], b.v[k]);
+      } else {
         const int64_t first = i * kWidth;
         const int64_t q = first / inner;
         int64_t r = first - q * inner;
         int64_t c = q % channels;
-        V o;
 #pragma unroll
         for (int k = 0; k < kWidth; ++k) {
-          o.v[k] = grad_of(rg[u].v[k], rx[u].v[k], c);
+          o.v[k] =
+              grad_of(rg[u].v[k], rx[u].v[k], __ldg(mean + c), __ldg(invstd + c), __ldg(weight + c), __ldg(bias + c));
           if (++r == inner) {
             r = 0;
             c = c + 1 == channels ? 0 : c + 1;
           }
         }
-        vo[i] = o;
       }
+      vo[i] = o;
     }
   }
   if (blockIdx.x == 0) {
     const int64_t i = nvec * kWidth + threadIdx.x;
-    if (threadIdx.x < n - nvec * kWidth) out[i] = grad_of(grad[i], x[i], (i / inner) % channels);
+    if (threadIdx.x < n - nvec * kWidth) {
+      const int64_t c = (i / inner) % channels;
+      out[i] = grad_of(grad[i], x[i], mean[c], invstd[c], weight[c], bias[c]);
+    }
   }
 }
 
@@ -199,19 +213,28 @@ cudaError_t launch_affine(const void* grad_raw, const void* x_raw, ChannelAffine
                           cudaStream_t stream) {
   if (n < 0 || affine.channels <= 0 || affine.inner <= 0) return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
+  using C = typename Math<T>::Compute;
   const T* grad = static_cast<const T*>(grad_raw);
   const T* x = static_cast<const T*>(x_raw);
   T* out = static_cast<T*>(out_raw);
   constexpr int kWidth = 16 / sizeof(T);
   const bool vectorize = aligned16(grad) && aligned16(x) && aligned16(out);
+  const auto aligned_channels = [&](const void* p) {
+    return reinterpret_cast<uintptr_t>(p) % (sizeof(C) * kWidth) == 0;
+  };
+  const bool channel_vectors = vectorize && affine.inner == 1 && affine.channels % kWidth == 0 &&
+                               aligned_channels(affine.mean) && aligned_channels(affine.invstd) &&
+                               aligned_channels(affine.weight) && aligned_channels(affine.bias);
   const int width = vectorize ? kWidth : 1;
   const int64_t tiles = (n / width + kThreads * kUnroll - 1) / (kThreads * kUnroll);
   constexpr int64_t kMaxBlocks = 2147483647;
   const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
-  if (vectorize) {
-    backward_affine_kernel<T, kWidth><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
+  if (channel_vectors) {
+    backward_affine_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
+  } else if (vectorize) {
+    backward_affine_kernel<T, kWidth, false><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
   } else {
-    backward_affine_kernel<T, 1><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
+    backward_affine_kernel<T, 1, false><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
   }
   return cudaGetLastError();
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU session's work, in stages (the device machine starts bare: build first).
-#   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels training training_compile demo
+#   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels batchnorm_mish training demo
 # Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
 # files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
@@ -62,10 +62,13 @@ for stage in "$@"; do
       timeout 560 $PY benchmarks/bench_training.py --modes eager --profile > "$OUT/bench_training.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/training_profile.txt "$OUT/" 2>/dev/null
       tail -11 "$OUT/bench_training.log" ;;
-    training_compile)
-      timeout 560 $PY benchmarks/bench_training.py --modes compile --out-name training_compile > "$OUT/bench_training_compile.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/training_compile.* "$OUT/" 2>/dev/null
-      tail -9 "$OUT/bench_training_compile.log" ;;
+    training_compile_fp32|training_compile_bf16)  # one precision per call: each compile takes ~2 min
+      precision=fp32; acts="torch_mish.Mish,nn.Mish"
+      [ $stage = training_compile_bf16 ] && { precision=bf16-autocast; acts="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)"; }
+      timeout 570 $PY benchmarks/bench_training.py --modes compile --precisions $precision --compile-activations "$acts" \
+        --out-name $stage > "$OUT/bench_$stage.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/$stage.* "$OUT/" 2>/dev/null
+      grep -v "^W[0-9]" "$OUT/bench_$stage.log" | tail -6 ;;
     distributed)
       timeout 300 $PY -m pytest tests/test_distributed.py tests/test_concurrency.py -v -rs -p no:cacheprovider > "$OUT/distributed.log" 2>&1
       status=$((status | $?)); grep -E "PASS|FAIL|SKIP|ERROR|passed|failed" "$OUT/distributed.log" | tail -14 ;;

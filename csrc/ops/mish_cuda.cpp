@@ -18,7 +18,7 @@ DType to_kernel_dtype(at::ScalarType s) {
     case at::kDouble: return DType::kFloat64;
     case at::kHalf: return DType::kFloat16;
     case at::kBFloat16: return DType::kBFloat16;
-    default: TORCH_CHECK_TYPE(false, "mish: unsupported dtype ", s);
+    default: TORCH_CHECK_TYPE(false, "mish: unsupported dtype " + dtype_name(s));
   }
 }
 

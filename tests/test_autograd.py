@@ -158,8 +158,9 @@ def test_mish_backward_affine_matches_float64(
 def test_mish_backward_affine_opcheck(device: str, gen: torch.Generator) -> None:
     x = torch.randn(2, 3, 4, 5, generator=gen).to(device)
     per_channel = [torch.rand(3, generator=gen).to(device) + 0.5 for _ in range(4)]
-    torch.library.opcheck(
-        torch.ops.mish._mish_backward_affine.default,
-        (torch.randn_like(x), x, *per_channel),
-        test_utils=("test_schema", "test_faketensor"),
-    )
+    for xl in _affine_layouts(x).values():  # the fake kernel must predict each layout's output strides
+        torch.library.opcheck(
+            torch.ops.mish._mish_backward_affine.default,
+            (torch.randn_like(x), xl, *per_channel),
+            test_utils=("test_schema", "test_faketensor"),
+        )

@@ -187,3 +187,58 @@ def test_fuse_batchnorm_mish_searches_inside_untraceable_modules(gen: torch.Gene
     assert type(model.other[0]) is nn.BatchNorm2d  # followed by ReLU
     x = torch.rand(2, 4, 8, 8, generator=gen)
     torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)
+
+
+class FeatureInEval(nn.Module):
+    """Returns the BatchNorm output as an extra feature in eval mode only: unsafe to fuse, which a
+    trace in training mode alone would not show."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+        self.act = torch_mish.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        y = self.bn(x)
+        return self.act(y) if self.training else (self.act(y), y)
+
+
+class BatchNormTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.Mish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.bn(x)))
+
+
+def test_fuse_batchnorm_mish_checks_both_modes_hooks_and_repeated_calls() -> None:
+    hooked = nn.Sequential(nn.BatchNorm2d(4), torch_mish.Mish())
+    hooked[0].register_forward_hook(lambda module, args, out: None)
+    for model in (FeatureInEval(), BatchNormTwice(), hooked):
+        torch_mish.fuse_batchnorm_mish(model.train())
+        assert not any(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()), type(model).__name__
+        assert model.training
+
+
+def test_unfuse_restores_batchnorm_and_mish(gen: torch.Generator) -> None:
+    torch.manual_seed(0)
+    model = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3).train()
+    reference = copy.deepcopy(model)
+    n_mish = count_layers(model, (torch_mish.Mish,))[1]
+    torch_mish.fuse_batchnorm_mish(model)
+    # Not a BatchNorm by type: SyncBatchNorm conversion and conv-BN folding must not take it for one.
+    assert not any(
+        isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules() if type(m) is not nn.BatchNorm2d
+    )
+    torch_mish.unfuse_batchnorm_mish(model)
+    assert count_layers(model, (torch_mish.Mish,))[1] == n_mish
+    assert not any(isinstance(m, (torch_mish.BatchNormMish, torch_mish.FusedMish)) for m in model.modules())
+    assert [type(m) for m in model.modules()] == [type(m) for m in reference.modules()]
+    model.eval()
+    reference.eval()
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        for a, b in zip(model(x), reference(x), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)

@@ -170,7 +170,7 @@ TABLE: list[BadCall] = [
         "BatchNormMish: channels differ from num_features",
         lambda d, r: torch_mish.BatchNormMish(4).to(d)(torch.ones(2, 3, 5, 5, device=d, requires_grad=True)),
         RuntimeError,
-        "expected 'input' to have 4 channels \\(dim 1\\) like 'weight', got 3",
+        "expected 'weight' of shape \\[3\\] \\(the channels of 'input', dim 1\\), got \\[4\\]",
     ),
     BadCall(
         "BatchNormMish: double backward",

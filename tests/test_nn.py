@@ -99,9 +99,9 @@ def test_batchnorm_mish_trains_like_batchnorm_then_mish(
     + [pytest.param("cuda", dt, marks=requires_cuda) for dt in (torch.bfloat16, torch.float32)],
 )
 def test_batchnorm_mish_low_precision_input(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
-    """As under autocast: a low-precision activation with float32 BatchNorm parameters. Both models
-    round the BatchNorm output to the input dtype before Mish; the gradients differ only through the
-    backward pass recomputing that rounded output (float32 vs float64 BatchNorm arithmetic)."""
+    """As under autocast: a low-precision activation with float32 BatchNorm parameters, against the
+    float64 pair. The fused forward rounds the BatchNorm output to the input dtype before Mish; its
+    backward recomputes that output in float32, unrounded. Tolerances are the dtype's."""
     reference = _reference_block(8, 0.03).to(device)
     fused = torch_mish.BatchNormMish(8, eps=1e-4, momentum=0.03).to(device)
     fused.load_state_dict(reference.state_dict())
@@ -201,3 +201,40 @@ def test_batchnorm_mish_edge_batches_answer_like_batchnorm(shape: tuple[int, ...
         assert type(got) is type(expected) and str(got) == str(expected)
     else:
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("needs", ["input only", "parameters only", "weight only"])
+def test_batchnorm_mish_partial_requires_grad(device: str, needs: str, gen: torch.Generator) -> None:
+    reference = _reference_block(5, 0.1).to(device)
+    fused = torch_mish.BatchNormMish(5, momentum=0.1, eps=1e-4).double().to(device)
+    fused.load_state_dict(reference.state_dict())
+    for module in (reference, fused):
+        module.weight.requires_grad_(needs != "input only")
+        module.bias.requires_grad_(needs == "parameters only")
+    x = torch.randn(2, 5, 4, 6, generator=gen, dtype=torch.float64).to(device)
+    x_ref, x_fused = x.clone().requires_grad_(needs == "input only"), x.clone().requires_grad_(needs == "input only")
+    F.mish(reference(x_ref)).square().sum().backward()
+    fused(x_fused).square().sum().backward()
+    for got, expected in ((x_fused, x_ref), (fused.weight, reference.weight), (fused.bias, reference.bias)):
+        assert (got.grad is None) == (expected.grad is None)
+        if expected.grad is not None:
+            torch.testing.assert_close(got.grad, expected.grad, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "device,dtype",
+    [("cpu", torch.float32)] + [pytest.param("cuda", dt, marks=requires_cuda) for dt in (torch.float32, torch.float16)],
+)
+def test_batchnorm_mish_backward_twice_with_retained_graph(
+    device: str, dtype: torch.dtype, gen: torch.Generator
+) -> None:
+    """retain_graph=True: the second backward must see the same saved state (cuDNN's reserve space is
+    handed a copy while the graph is kept)."""
+    fused = torch_mish.BatchNormMish(8).to(device)
+    x = torch.randn(4, 8, 6, 6, generator=gen).to(device, dtype).requires_grad_()
+    y = fused(x)
+    grad = torch.randn(y.shape, generator=gen).to(device, dtype)
+    (first,) = torch.autograd.grad(y, x, grad, retain_graph=True)
+    (second,) = torch.autograd.grad(y, x, grad)
+    torch.testing.assert_close(second, first, rtol=0, atol=0)

@@ -7,12 +7,20 @@ dispatcher (CPU, and CUDA when built with it), their fake kernels and autograd.
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered
 from torch_mish import ops as _ops  # noqa: F401 - fake kernels and autograd
 from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
-from torch_mish.convert import computes_mish, convert_mish, fuse_batchnorm_mish, revert_mish
+from torch_mish.convert import (
+    FusedMish,
+    computes_mish,
+    convert_mish,
+    fuse_batchnorm_mish,
+    revert_mish,
+    unfuse_batchnorm_mish,
+)
 from torch_mish.functional import mish
 from torch_mish.nn import BatchNormMish, Mish
 
 __all__ = [
     "BatchNormMish",
+    "FusedMish",
     "Mish",
     "allow_tensorrt_without_gpu",
     "build_info",
@@ -22,6 +30,7 @@ __all__ = [
     "has_cuda_kernels",
     "mish",
     "revert_mish",
+    "unfuse_batchnorm_mish",
 ]
 __version__ = "0.1.0"
 

@@ -129,7 +129,8 @@ class _MishLeafTracer(torch.fx.Tracer):
         self.mish_modules = mish_modules
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return id(m) in self.mish_modules or super().is_leaf_module(m, module_qualified_name)
+        leaf = id(m) in self.mish_modules or isinstance(m, BatchNormMish)  # fused already: opaque
+        return leaf or super().is_leaf_module(m, module_qualified_name)
 
 
 def _batchnorm_mish_pairs(module: nn.Module, prefix: str, mish_modules: set[int]) -> list[tuple[str, str]]:
@@ -162,26 +163,85 @@ def _batchnorm_mish_pairs(module: nn.Module, prefix: str, mish_modules: set[int]
     return pairs
 
 
+class FusedMish(nn.Identity):
+    """Stands where a Mish module was before :func:`fuse_batchnorm_mish` moved it into the
+    BatchNormMish at ``batchnorm`` (a path from the model that was fused)."""
+
+    def __init__(self, batchnorm: str) -> None:
+        super().__init__()
+        self.batchnorm = batchnorm
+
+    def extra_repr(self) -> str:
+        return f"fused into {self.batchnorm}"
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(getattr(module, name, None) for name in hooks)
+
+
+def _pairs_in_both_modes(model: nn.Module, mish_modules: set[int]) -> list[tuple[str, str]]:
+    """Pairs that are safe in training and in eval mode: FX bakes `self.training` into the trace,
+    and a module may route the BatchNorm output elsewhere in one mode only."""
+    modes = {name: m.training for name, m in model.named_modules()}
+    try:
+        found = []
+        for training in (True, False):
+            model.train(training)
+            found.append(set(_batchnorm_mish_pairs(model, "", mish_modules)))
+    finally:
+        for name, m in model.named_modules():
+            m.training = modes[name]
+    return sorted(found[0] & found[1])
+
+
 def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     """Replace each ``BatchNorm2d`` whose output goes only to a Mish module by :class:`BatchNormMish`,
-    and that Mish module by ``nn.Identity``, in place. Returns ``model``.
+    and that Mish module by a :class:`FusedMish` placeholder (an identity), in place. Returns ``model``.
 
     Halves what those layers keep for backward in eager training (one tensor instead of two; see
-    BatchNormMish); the outputs are the same. Pairs are found by tracing the model with torch.fx;
-    a BatchNorm or Mish module that is shared, called twice, or whose output has other consumers is
-    left alone. State-dict keys do not change. Logs each fusion (logger ``torch_mish.convert``).
+    BatchNormMish); the outputs are the same. Pairs are found by tracing the model with torch.fx in
+    training and in eval mode; a pair is left alone when, in either mode, the BatchNorm output has
+    another consumer, or when a module is shared, called twice, or has hooks (a hook on the BatchNorm
+    would see the Mish output). Modules FX cannot trace are searched child by child; a parent that
+    cannot be traced is assumed not to call its children's submodules itself. State-dict keys do not
+    change. Logs each fusion (logger ``torch_mish.convert``).
+
+    Fuse for training: :func:`unfuse_batchnorm_mish` restores the pairs before conv-BN folding,
+    SyncBatchNorm conversion or any tool that looks for BatchNorm2d modules.
     """
     mish_modules = {id(m) for m in model.modules() if computes_mish(m)}
     paths_per_module = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     fused = 0
-    for bn_path, act_path in _batchnorm_mish_pairs(model, "", mish_modules):
+    for bn_path, act_path in _pairs_in_both_modes(model, mish_modules):
         bn, act = model.get_submodule(bn_path), model.get_submodule(act_path)
-        if paths_per_module[id(bn)] > 1 or paths_per_module[id(act)] > 1:
-            logger.info("fuse_batchnorm_mish: %s -> %s left alone: a module is shared", bn_path, act_path)
+        if paths_per_module[id(bn)] > 1 or paths_per_module[id(act)] > 1 or _has_hooks(bn) or _has_hooks(act):
+            logger.info("fuse_batchnorm_mish: %s -> %s left alone: a module is shared or has hooks", bn_path, act_path)
             continue
         model.set_submodule(bn_path, BatchNormMish.from_batchnorm(bn))
-        model.set_submodule(act_path, nn.Identity())
+        model.set_submodule(act_path, FusedMish(bn_path).train(act.training))
         logger.info("fused %s -> %s into BatchNormMish", bn_path, act_path)
         fused += 1
     logger.info("fuse_batchnorm_mish: %d BatchNorm2d -> Mish pair(s) fused", fused)
+    return model
+
+
+def unfuse_batchnorm_mish(model: nn.Module) -> nn.Module:
+    """Undo :func:`fuse_batchnorm_mish` on the same model, in place: each BatchNormMish becomes an
+    ``nn.BatchNorm2d`` (same parameters and buffers) and its placeholder a ``torch_mish.Mish``.
+    Returns ``model``."""
+    restored = 0
+    for path, placeholder in list(model.named_modules()):
+        if not isinstance(placeholder, FusedMish):
+            continue
+        fused = model.get_submodule(placeholder.batchnorm)
+        if not isinstance(fused, BatchNormMish):
+            raise ValueError(
+                f"unfuse_batchnorm_mish: {path} says its Mish was fused into {placeholder.batchnorm}, which is "
+                f"a {type(fused).__name__}; call unfuse_batchnorm_mish on the module that was fused"
+            )
+        model.set_submodule(placeholder.batchnorm, fused.to_batchnorm())
+        model.set_submodule(path, Mish().train(placeholder.training))
+        restored += 1
+    logger.info("unfuse_batchnorm_mish: %d pair(s) restored", restored)
     return model

@@ -56,7 +56,11 @@ def _mish_backward_affine_fake(
     torch._check(
         grad_output.shape == self.shape, lambda: "_mish_backward_affine: 'grad_output' must have the shape of 'self'"
     )
-    return torch.empty_like(self)
+    # The kernels keep contiguous and 4-d channels-last layouts and make any other one contiguous.
+    channels_last = self.dim() == 4 and self.is_contiguous(memory_format=torch.channels_last)
+    if self.is_contiguous() or channels_last:
+        return torch.empty_like(self)
+    return torch.empty(self.shape, dtype=self.dtype, device=self.device)
 
 
 @torch.library.register_fake("mish::batch_norm_mish")
@@ -69,7 +73,8 @@ def _batch_norm_mish_fake(
     momentum: float,
     eps: float,
 ) -> torch.Tensor:
-    return torch.empty_like(input)
+    # ATen's own meta kernel decides the output layout, as the real op's BatchNorm does.
+    return torch.ops.aten._batch_norm_with_update(input, weight, bias, running_mean, running_var, momentum, eps)[0]
 
 
 _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)

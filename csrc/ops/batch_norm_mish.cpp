@@ -57,9 +57,9 @@ void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
   const std::array<std::pair<const at::Tensor*, std::string>, 4> per_channel = {
       {{&weight, "weight"}, {&bias, "bias"}, {&running_mean, "running_mean"}, {&running_var, "running_var"}}};
   for (const auto& [t, name] : per_channel) {
-    TORCH_CHECK(t->dim() == 1 && t->size(0) == channels, "batch_norm_mish: expected 'input' to have " +
-                                                             std::to_string(t->numel()) + " channels (dim 1) like '" +
-                                                             name + "', got " + std::to_string(channels));
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == channels,
+                "batch_norm_mish: expected '" + name + "' of shape [" + std::to_string(channels) +
+                    "] (the channels of 'input', dim 1), got " + shape_str(*t));
     TORCH_CHECK(t->device() == x.device(), "batch_norm_mish: expected '" + name + "' on " + x.device().str() +
                                                " like 'input', got " + t->device().str());
   }
@@ -85,6 +85,11 @@ Forward forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Te
 struct BatchNormMishBackward : public torch::autograd::Node {
   SavedVariable input_, weight_, bias_, mean_, invstd_, reserve_;
   double eps_ = 0.0;
+  // cuDNN's BatchNorm backward may write to its reserve space: a graph kept for another backward
+  // (retain_graph=True) hands it a copy, as PyTorch's own BatchNorm node does.
+  bool retain_variables_ = true;
+
+  void will_release_variables() override { retain_variables_ = false; }
 
   std::string name() const override { return "BatchNormMishBackward"; }
 
@@ -108,8 +113,12 @@ struct BatchNormMishBackward : public torch::autograd::Node {
         mish_backward_affine_op(grads[0], x, mean.to(c), invstd.to(c), weight.to(c), bias_.unpack().to(c));
     const std::array<bool, 3> mask = {task_should_compute_output(0), task_should_compute_output(1),
                                       task_should_compute_output(2)};
-    std::tie(grad_inputs[0], grad_inputs[1], grad_inputs[2]) = at::batch_norm_backward(
-        grad_y, x, weight, {}, {}, mean, invstd, /*update=*/true, eps_, mask, reserve_.unpack());
+    const at::Tensor reserve = retain_variables_ ? reserve_.unpack().clone() : reserve_.unpack();
+    std::tie(grad_inputs[0], grad_inputs[1], grad_inputs[2]) =
+        at::batch_norm_backward(grad_y, x, weight, {}, {}, mean, invstd, /*update=*/true, eps_, mask, reserve);
+    for (size_t i = 0; i < mask.size(); ++i) {
+      if (!mask[i]) grad_inputs[i] = at::Tensor();  // cuDNN computes all three whatever the mask
+    }
     return grad_inputs;
   }
 

@@ -55,8 +55,11 @@ at::Tensor mish_backward_affine_cpu(const at::Tensor& grad_output, const at::Ten
   std::vector<int64_t> shape(self.dim(), 1);
   shape[1] = -1;
   const at::ScalarType c = compute_type(self.scalar_type());
-  const at::Tensor y = (self.to(c) - mean.view(shape)) * invstd.view(shape) * weight.view(shape) + bias.view(shape);
-  return mish_backward_cpu(grad_output.to(c), y).to(self.scalar_type());
+  // The CUDA kernel's layouts: contiguous or 4-d channels-last kept, any other made contiguous.
+  const bool keep = self.is_contiguous() || (self.dim() == 4 && self.is_contiguous(at::MemoryFormat::ChannelsLast));
+  const at::Tensor x = keep ? self : self.contiguous();
+  const at::Tensor y = (x.to(c) - mean.view(shape)) * invstd.view(shape) * weight.view(shape) + bias.view(shape);
+  return mish_backward_cpu(grad_output.to(c), y).to(self.scalar_type());  // in y's layout, which is x's
 }
 
 }  // namespace

@@ -238,3 +238,11 @@ def test_batchnorm_mish_backward_twice_with_retained_graph(
     (first,) = torch.autograd.grad(y, x, grad, retain_graph=True)
     (second,) = torch.autograd.grad(y, x, grad)
     torch.testing.assert_close(second, first, rtol=0, atol=0)
+
+
+def test_batchnorm_mish_traces_to_batchnorm_and_the_custom_op_in_training(gen: torch.Generator) -> None:
+    """TorchScript tracing (the ONNX exporter's path) takes the unfused ops in training mode too."""
+    fused = torch_mish.BatchNormMish(4).train()
+    x = torch.randn(2, 4, 5, 5, generator=gen)
+    graph = str(torch.jit.trace(fused, x.requires_grad_(), check_trace=False).graph)
+    assert "mish::mish" in graph and "aten::batch_norm" in graph

@@ -110,6 +110,15 @@ __global__ void __launch_bounds__(kThreads) elementwise_kernel(Fn fn, const T* a
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// Blocks for `vectors` vectors: one tile per block. A grid capped at 32 blocks per SM (grid-stride
+// loop) measured 4 % slower in float32 on an H100 (benchmarks/README.md); the kernels' loop now only
+// serves more than 2^31 - 1 tiles.
+unsigned grid_blocks(int64_t vectors) {
+  const int64_t tiles = (vectors + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  constexpr int64_t kMaxBlocks = 2147483647;
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
+}
+
 template <typename T, bool kBinary, typename Fn>
 cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, int64_t n, cudaStream_t stream) {
   if (n < 0) return cudaErrorInvalidValue;
@@ -121,11 +130,7 @@ cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, i
   constexpr int kWidth = 16 / sizeof(T);
   const bool vectorize = aligned16(a) && aligned16(out) && (!kBinary || aligned16(b));
   const int width = vectorize ? kWidth : 1;
-  const int64_t tiles = (n / width + kThreads * kUnroll - 1) / (kThreads * kUnroll);
-  // One tile per block. A grid capped at 32 blocks per SM (grid-stride loop) measured 4 % slower in
-  // float32 on an H100 (benchmarks/README.md); the loop now only serves more than 2^31 - 1 tiles.
-  constexpr int64_t kMaxBlocks = 2147483647;
-  const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
+  const unsigned blocks = grid_blocks(n / width);
   if (vectorize) {
     elementwise_kernel<T, kWidth, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
   } else {
@@ -226,9 +231,7 @@ cudaError_t launch_affine(const void* grad_raw, const void* x_raw, ChannelAffine
                                aligned_channels(affine.mean) && aligned_channels(affine.invstd) &&
                                aligned_channels(affine.weight) && aligned_channels(affine.bias);
   const int width = vectorize ? kWidth : 1;
-  const int64_t tiles = (n / width + kThreads * kUnroll - 1) / (kThreads * kUnroll);
-  constexpr int64_t kMaxBlocks = 2147483647;
-  const unsigned blocks = static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
+  const unsigned blocks = grid_blocks(n / width);
   if (channel_vectors) {
     backward_affine_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
   } else if (vectorize) {

@@ -22,7 +22,6 @@
 #include <mutex>
 #include <string>
 #include <tuple>
-#include <vector>
 
 #include "autograd_node.h"
 #include "mish_common.h"

@@ -326,6 +326,11 @@ class Shortcut(DarknetLayer):
         return "from=" + ",".join(str(s) for s in self.sources) + f" {self.activation}"
 
 
+# darknet's value for positions outside the input (-FLT_MAX): never wins, and is the result of a
+# window that lies entirely in the padding.
+_PAD = -3.4028234663852886e38
+
+
 class MaxPool(DarknetLayer):
     """Max over size x size windows; ``padding`` (default size - 1) splits as padding // 2 before and
     the rest after, and padded positions never win. Output (w + padding - size) // stride + 1."""
@@ -358,10 +363,10 @@ class MaxPool(DarknetLayer):
             pads.append(max(0, (out - 1) * stride + self.size - n - 2 * before))
         if before * 2 > self.size:  # beyond max_pool2d's own padding limit
             pads = [p + before for p in pads]
-            x = F.pad(x, (before, pads[0], before, pads[1]), value=float("-inf"))
+            x = F.pad(x, (before, pads[0], before, pads[1]), value=_PAD)
             before = 0
         elif pads[0] or pads[1]:
-            x = F.pad(x, (0, pads[0], 0, pads[1]), value=float("-inf"))
+            x = F.pad(x, (0, pads[0], 0, pads[1]), value=_PAD)
         y = F.max_pool2d(x, self.size, self.stride, before)
         return self.blur(y) if self.blur is not None else y
 

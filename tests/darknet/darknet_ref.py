@@ -268,8 +268,8 @@ def conv_param_counts(s: Section, in_c: int) -> tuple[int, bool, int]:
 
 
 def random_weights(cfg: str, gen: np.random.Generator, major: int = 0, minor: int = 2, seen: int = 12345) -> bytes:
-    """A .weights file for ``cfg`` with random values: BatchNorm variances positive, weights scaled
-    by 1/sqrt(fan-in) so activations stay O(1) through deep nets."""
+    """A .weights file for ``cfg`` with random values: BatchNorm variances positive, weights of
+    variance 1 / fan-in so activations stay O(1) through deep nets."""
     body = []
     for kind, s, in_c in _walk_params(cfg):
         if kind == "conv":
@@ -277,8 +277,8 @@ def random_weights(cfg: str, gen: np.random.Generator, major: int = 0, minor: in
             body.append(gen.normal(0, 0.2, filters))
             if bn:
                 body += [gen.uniform(0.5, 1.5, filters), gen.normal(0, 0.2, filters), gen.uniform(0.5, 2, filters)]
-            fan_in = nweights // filters
-            body.append(gen.normal(0, 1 / math.sqrt(fan_in), nweights))
+            bound = math.sqrt(3 / (nweights // filters))  # uniform with variance 1 / fan-in
+            body.append(gen.random(nweights, dtype=np.float32) * (2 * bound) - bound)
         else:  # [batchnorm]
             body += [gen.normal(0, 0.2, in_c), gen.uniform(0.5, 1.5, in_c), gen.normal(0, 0.2, in_c)]
             body.append(gen.uniform(0.5, 2, in_c))

@@ -196,7 +196,10 @@ class Darknet(nn.Module):
 def _warn_unused(section: Section) -> None:
     # darknet prints "Unused field" for keys it never reads and goes on: such keys change nothing.
     for key in section.unused():
-        warnings.warn(f"{section.where(key)}: {key} is not a darknet option; ignored as darknet does", stacklevel=3)
+        value = section.options[key].value
+        warnings.warn(
+            f"{section.where(key)}: {key}={value} is not a darknet option; ignored as darknet does", stacklevel=3
+        )
 
 
 def _resolve(section: Section, key: str, index: int, values: list[int]) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One GPU session's work, in stages (the device machine starts bare: build first).
 #   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels batchnorm_mish training demo
+#   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
 # Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
 # files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
@@ -72,6 +73,16 @@ for stage in "$@"; do
     distributed)
       timeout 300 $PY -m pytest tests/test_distributed.py tests/test_concurrency.py -v -rs -p no:cacheprovider > "$OUT/distributed.log" 2>&1
       status=$((status | $?)); grep -E "PASS|FAIL|SKIP|ERROR|passed|failed" "$OUT/distributed.log" | tail -14 ;;
+    aoti)  # the C++ runner, the AOTInductor probe (load crash, op kept or decomposed), tests/test_aoti.py
+      bash benchmarks/aoti/build.sh out/aoti/aoti_runner > "$OUT/aoti_runner_build.log" 2>&1 || { tail -20 "$OUT/aoti_runner_build.log"; status=1; }
+      timeout 300 $PY benchmarks/aoti_probe.py --out out/aoti > "$OUT/aoti_probe.log" 2>&1; status=$((status | $?))
+      cp out/aoti/aoti_probe.json out/aoti/aoti_probe.md "$OUT/" 2>/dev/null; grep -v "^W[0-9]" "$OUT/aoti_probe.log" | tail -14
+      TORCH_MISH_AOTI_RUNNER=$PWD/out/aoti/aoti_runner timeout 400 $PY -m pytest tests/test_aoti.py -v -rs -p no:cacheprovider \
+        > "$OUT/test_aoti.log" 2>&1; status=$((status | $?)); tail -3 "$OUT/test_aoti.log" ;;
+    inference)  # whole detectors, every path; INFERENCE_ARGS narrows it (see benchmarks/README.md)
+      timeout 590 $PY benchmarks/bench_inference.py --profile ${INFERENCE_ARGS:-} > "$OUT/bench_inference.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/inference.* "$OUT/" 2>/dev/null; cp out/inference/profile.*.txt "$OUT/" 2>/dev/null
+      grep -v "^W[0-9]" "$OUT/bench_inference.log" | tail -30 ;;
     demo)
       timeout 220 $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;

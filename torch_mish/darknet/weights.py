@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from torch_mish.darknet import layers as L
+
+if TYPE_CHECKING:
+    from torch_mish.darknet.model import Darknet
 
 # Versions darknet has written (0.1.x; 0.2.0 by pjreddie's darknet; 0.2.5 by AlexeyAB's).
 KNOWN_MAJOR = 0
@@ -29,10 +33,10 @@ class WeightsError(ValueError):
     """A .weights file that does not fit the model's cfg."""
 
 
-def _entries(model: torch.nn.Module, loading: bool) -> list[tuple[int, str, Tensor]]:
+def _entries(model: Darknet, loading: bool) -> list[tuple[int, str, Tensor]]:
     """(layer index, what, tensor) in file order."""
     entries = []
-    for layer in model.layers:  # type: ignore[attr-defined]
+    for layer in model.layers:
         if loading and getattr(layer, "dontload", False):
             continue
         i = layer.index
@@ -57,7 +61,7 @@ def _header_size(major: int, minor: int) -> int:
     return 12 + (8 if major * 10 + minor >= 2 else 4)
 
 
-def load_darknet_weights(model: torch.nn.Module, path: str | Path) -> None:
+def load_darknet_weights(model: Darknet, path: str | Path) -> None:
     """Load ``path`` into ``model`` (a :class:`~torch_mish.darknet.Darknet`). Raises
     :class:`WeightsError` (model unchanged) when the file's header is of an unknown version or its
     size does not match the cfg."""
@@ -87,7 +91,7 @@ def load_darknet_weights(model: torch.nn.Module, path: str | Path) -> None:
             offset = 0
             for i, what, t in entries:
                 if offset + t.numel() > body // 4:
-                    layer = model.layers[i]  # type: ignore[index]
+                    layer = model.layers[i]
                     detail = f"; it ends in layer {i} ([{layer.section}] {layer.where}) {what}"
                     break
                 offset += t.numel()
@@ -104,13 +108,13 @@ def load_darknet_weights(model: torch.nn.Module, path: str | Path) -> None:
     with torch.no_grad():
         for (_, _, t), src in zip(entries, sources, strict=True):
             t.copy_(src)
-    model.weights_header = (major, minor, revision, seen)  # type: ignore[assignment]
+    model.weights_header = (major, minor, revision, seen)
 
 
-def save_darknet_weights(model: torch.nn.Module, path: str | Path) -> None:
+def save_darknet_weights(model: Darknet, path: str | Path) -> None:
     """Write ``model``'s weights to ``path`` in darknet's format, with the header it was loaded
     with (0.2.5, seen 0 for a model that never loaded a file)."""
-    major, minor, revision, seen = model.weights_header  # type: ignore[attr-defined]
+    major, minor, revision, seen = model.weights_header
     parts = [struct.pack("<3i", major, minor, revision)]
     parts.append(struct.pack("<Q" if _header_size(major, minor) == 20 else "<I", seen))
     for _, _, t in _entries(model, loading=False):

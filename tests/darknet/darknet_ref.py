@@ -402,6 +402,8 @@ def forward(cfg: str, weights: bytes, x: np.ndarray) -> tuple[list[np.ndarray], 
                 y = reorg(x, shape, st, 0).reshape(n, *shape)
         elif t == "avgpool":
             y = x.mean((2, 3), keepdims=True)
+        elif t == "activation":
+            y = activate(x, s.get_str("activation", "linear"))
         elif t in ("dropout", "empty"):
             y = x
         elif t == "yolo":

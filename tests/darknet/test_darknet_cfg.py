@@ -60,6 +60,7 @@ ERRORS = [
     ("[shortcut]\nfrom=-1\nweights_type=per_feature\n", r":15: \[shortcut\]: weights_type=per_feature: weighted"),
     ("[shortcut]\nfrom=-1\nactivation=hard_mish\n", r":15: \[shortcut\]: activation=hard_mish: darknet's \[shortcut\]"),
     ("[sam]\nfrom=-1\nactivation=mish\n", r":15: \[sam\]: activation=mish: darknet's \[sam\] does not compute it"),
+    ("[activation]\nactivation=swish\n", r":14: \[activation\]: activation=swish: darknet's \[activation\]"),
     ("[avgpool]\n[scale_channels]\nfrom=-2\nscale_wh=1\n", r":14: \[scale_channels\]: input \(8, 1, 1\) must be"),
     ("[maxpool]\nsize=2\nmaxpool_zero_nonmax=1\n", r":15: \[maxpool\]: maxpool_zero_nonmax=1"),
     ("[maxpool]\nsize=40\npadding=0\n", r":13: \[maxpool\]: the input 16x16 is smaller than size=40"),
@@ -99,6 +100,12 @@ def test_errors_name_file_line_section(body: str, message: str) -> None:
 def test_net_errors(text: str, message: str) -> None:
     with pytest.raises(CfgError, match=message):
         Darknet(text)
+
+
+def test_byte_order_mark(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "bom.cfg"
+    path.write_text(net() + CONV, encoding="utf-8-sig")
+    assert Darknet(path).layers[0].conv.out_channels == 8
 
 
 def test_errors_name_the_cfg_file(tmp_path) -> None:  # noqa: ANN001

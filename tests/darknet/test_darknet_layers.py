@@ -164,8 +164,9 @@ def test_sam_scale_channels_avgpool(gen: torch.Generator, tmp_path) -> None:  # 
     assert out[3].shape[1:] == (8, 1, 1)
 
 
-def test_dropout_empty_batchnorm(gen: torch.Generator, tmp_path) -> None:  # noqa: ANN001
+def test_dropout_empty_batchnorm_activation(gen: torch.Generator, tmp_path) -> None:  # noqa: ANN001
     cfg = net(8, 8) + conv(4) + "[dropout]\nprobability=0.4\n[empty]\n[batchnorm]\n[silence]\n" + conv(3)
+    cfg += "[activation]\nactivation=selu\n[activation]\n"
     compare(cfg, gen, tmp_path)
 
 

@@ -99,7 +99,7 @@ def read_cfg(cfg: str | Path) -> list[Section]:
     if isinstance(cfg, Path) or ("\n" not in cfg and "[" not in cfg):
         path = Path(cfg)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of "[net]"
         except OSError as exc:
             raise CfgError(f"{path}: cannot read the cfg file: {exc.strerror or exc}") from exc
         source = path.name

@@ -520,6 +520,23 @@ class ScaleChannels(DarknetLayer):
         return f"from={self.sources[0]}" + (" scale_wh" if self.scale_wh else "") + f" {self.activation}"
 
 
+class Activation(DarknetLayer):
+    """[activation]: the activation alone (darknet's activate_array)."""
+
+    section = "activation"
+
+    def __init__(self, index: int, where: str, activation: str) -> None:
+        super().__init__(index, where)
+        self.act = make_activation(activation)
+        self.activation = activation
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(x)
+
+    def describe(self) -> str:
+        return self.activation
+
+
 class AvgPool(DarknetLayer):
     """[avgpool]: global average per channel, (N, C, 1, 1)."""
 

@@ -74,7 +74,7 @@ _ALIASES = {
 
 # Section types darknet has that this importer does not build.
 _NOT_BUILT = (
-    "local activation crnn gru lstm conv_lstm history rnn connected conn crop cost region detection Gaussian_yolo "
+    "local crnn gru lstm conv_lstm history rnn connected conn crop cost region detection Gaussian_yolo "
     "softmax soft contrastive normalization lrn reorg implicit"
 ).split()
 
@@ -302,6 +302,12 @@ def _upsample(s: Section, index: int, where: str, shape: Shape, shapes: list[Sha
     return L.Upsample(index, where, stride, scale), out
 
 
+def _activation_layer(
+    s: Section, index: int, where: str, shape: Shape, shapes: list[Shape]
+) -> tuple[L.DarknetLayer, Shape]:
+    return L.Activation(index, where, _activation(s, "linear", L.ELEMENTWISE)), shape
+
+
 def _avgpool(s: Section, index: int, where: str, shape: Shape, shapes: list[Shape]) -> tuple[L.DarknetLayer, Shape]:
     return L.AvgPool(index, where), (shape[0], 1, 1)
 
@@ -454,6 +460,7 @@ _BUILDERS = {
     "maxpool": _pool,
     "local_avgpool": _pool,
     "avgpool": _avgpool,
+    "activation": _activation_layer,
     "dropout": _dropout,
     "reorg3d": _reorg3d,
     "yolo": _yolo,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from helpers import DEVICES, requires_cuda
@@ -86,11 +90,16 @@ def test_compile_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> No
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_dynamic_shapes(device: str, gen: torch.Generator) -> None:
+    """One compiled graph serves every size: a recompilation per shape would cost seconds each."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     torch._dynamo.reset()
-    fn = torch.compile(torch_mish.mish, fullgraph=True, dynamic=True)
+    counter = CompileCounterWithBackend("inductor")
+    fn = torch.compile(torch_mish.mish, fullgraph=True, dynamic=True, backend=counter)
     for n in (5, 17, 1000):
         x = torch.randn(n, 3, generator=gen).to(device)
         torch.testing.assert_close(fn(x), torch_mish.mish(x), rtol=1e-5, atol=1e-6)  # Inductor's own math
+    assert counter.frame_count == 1, f"compiled {counter.frame_count} times for 3 sizes"
 
 
 def test_export_keeps_the_custom_op(tmp_path, gen: torch.Generator) -> None:  # noqa: ANN001
@@ -107,6 +116,29 @@ def test_export_keeps_the_custom_op(tmp_path, gen: torch.Generator) -> None:  # 
     loaded = torch.export.load(path)
     x5 = torch.randn(5, 3, 12, 12, generator=gen)
     torch.testing.assert_close(loaded.module()(x5), model(x5), rtol=0, atol=0)
+
+
+def test_exported_program_reloads_in_fresh_process(tmp_path, gen: torch.Generator) -> None:  # noqa: ANN001
+    """A saved program loads where torch_mish is imported, with the op in its graph, bit-exact."""
+    from torch_mish.models import YOLOv4CSP
+
+    torch.manual_seed(0)
+    model = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3).eval()
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    torch.export.save(torch.export.export(model, (x,)), tmp_path / "yolo.pt2")
+    torch.save(x, tmp_path / "x.pt")
+    with torch.no_grad():
+        expected = model(x)
+    script = textwrap.dedent(f"""
+        import torch, torch_mish
+        program = torch.export.load({str(tmp_path / "yolo.pt2")!r})
+        assert torch.ops.mish.mish.default in {{n.target for n in program.graph.nodes}}
+        torch.save(program.module()(torch.load({str(tmp_path / "x.pt")!r})), {str(tmp_path / "y.pt")!r})
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for got, exp in zip(torch.load(tmp_path / "y.pt"), expected, strict=True):
+        torch.testing.assert_close(got, exp, rtol=0, atol=0)
 
 
 def test_export_training_ir_keeps_the_custom_op() -> None:

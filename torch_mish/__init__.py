@@ -6,6 +6,7 @@ dispatcher (CPU, and CUDA when built with it), their fake kernels and autograd.
 
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered
 from torch_mish import ops as _ops  # noqa: F401 - fake kernels and autograd
+from torch_mish.onnx import register_exporters as _register_onnx_exporters
 from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
 from torch_mish.convert import (
     FusedMish,
@@ -33,6 +34,8 @@ __all__ = [
     "unfuse_batchnorm_mish",
 ]
 __version__ = "0.1.0"
+
+_register_onnx_exporters()  # plain torch.onnx.export writes ONNX Mish for torch.ops.mish.mish
 
 
 def build_info() -> dict[str, object]:

@@ -7,26 +7,20 @@ import os
 import torch
 import torch.nn.functional as F
 
+from torch_mish import _compat
+
 _COMPILE_AS_ATEN = os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", "1") != "0"
 
 # Bound once: on small tensors the host cost of a call is the whole cost, and each Python frame and
-# attribute lookup adds to it. The eager path calls the overload's `_op` builtin, which
-# OpOverload.__call__ only forwards to (it still honours __torch_function__ and dispatch modes);
-# traced paths call the OpOverload itself, which Dynamo knows.
+# attribute lookup adds to it. The eager path calls the overloads' builtins; traced paths call the
+# OpOverload itself, which Dynamo knows.
 _mish = torch.ops.mish.mish.default
 _mish_ = torch.ops.mish.mish_.default
-_mish_eager = getattr(_mish, "_op", _mish)
-_mish_eager_ = getattr(_mish_, "_op", _mish_)
+_mish_eager = _compat.op_builtin(_mish)
+_mish_eager_ = _compat.op_builtin(_mish_)
 _is_compiling = torch.compiler.is_compiling
-_is_tracing = torch._C._is_tracing  # torch.jit.is_tracing() without its is_scripting() frame
-
-
-def _is_exporting() -> bool:
-    """True inside torch.export. Reads the flag torch.export sets: Dynamo in torch 2.11 folds a traced
-    torch.compiler.is_exporting() call to True under torch.compile as well (torch 2.14 reads this
-    flag itself), which sent torch.compile down the opaque custom-op path."""
-    flag = getattr(torch.compiler, "_is_exporting_flag", None)
-    return torch.compiler.is_exporting() if flag is None else bool(flag)
+_is_tracing = _compat.is_tracing
+_is_exporting = _compat.is_exporting
 
 
 def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -51,6 +45,12 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         TypeError: for non-tensors and integer, bool or complex tensors.
         RuntimeError: in place on a leaf that requires grad, or on a tensor whose elements overlap.
     """
+    if torch.jit.is_scripting():
+        # TorchScript compiles only this branch (it drops the rest as dead code), as for F.mish.
+        if inplace:
+            torch.ops.mish.mish_(input)
+            return input
+        return torch.ops.mish.mish(input)
     if not isinstance(input, torch.Tensor) and not hasattr(input, "__torch_function__"):
         # None would reach the dispatcher as "no tensor arguments"; FX proxies and other tensor-likes
         # (which implement __torch_function__) go on to the op.

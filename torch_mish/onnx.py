@@ -1,32 +1,90 @@
 """ONNX export of models that call torch.ops.mish.
 
-The op becomes the standard ONNX ``Mish`` (a function op since opset 18) — what onnxruntime runs and
-what TensorRT's ONNX parser imports as SOFTPLUS -> TANH -> PROD — or, with ``plugin=True``, a
-``torch_mish::TorchMish`` node that TensorRT's ONNX parser maps to the TorchMish plugin (load the
-plugin library first: ``trtexec --dynamicPlugins=...`` or torch_mish.tensorrt.load_plugin()).
+``import torch_mish`` registers ``torch.ops.mish.mish`` with both of PyTorch's ONNX exporters, so a
+plain ``torch.onnx.export`` (``dynamo=True``, the default, or the TorchScript exporter with
+``dynamo=False``) works on a model converted with ``convert_mish``:
+
+- opset 18 and above: the standard ONNX ``Mish`` op (a function op since opset 18): what onnxruntime
+  runs and what TensorRT's ONNX parser imports as SOFTPLUS -> TANH -> PROD;
+- below 18: ``Mul(x, Tanh(Softplus(x)))``, the same function written out;
+- bfloat16 below opset 22 (where ``Mish`` and ``Softplus`` take no bfloat16): computed in float32
+  between two Casts.
+
+``torch_mish.onnx.export(..., plugin=True)`` writes ``torch_mish::TorchMish`` nodes instead, which
+TensorRT's ONNX parser maps to the torch_mish plugin (register the plugin library first:
+``trtexec --dynamicPlugins=...`` or ``torch_mish.tensorrt.load_plugin()``).
+
+The dynamo exporter has no public registry: see ``torch_mish._compat`` for the one used.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 
-MIN_OPSET = 18  # ONNX Mish is a function op from opset 18 on (bfloat16 from 22)
-PLUGIN_DOMAIN = "torch_mish"
+from torch_mish import _compat
+
+MISH_OPSET = 18  # ONNX Mish exists from opset 18 on
+BFLOAT16_MISH_OPSET = 22  # and takes bfloat16 from opset 22
+_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+def _dynamo_mish(x: Any) -> Any:
+    """torch.ops.mish.mish for the dynamo exporter (traced with onnxscript ops at export time)."""
+    import onnxscript
+
+    op = onnxscript.opset18
+    opset = _compat.requested_onnx_opset() or MISH_OPSET
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and int(dtype) == _BFLOAT16 and opset < BFLOAT16_MISH_OPSET:
+        y = op.Cast(x, to=_FLOAT)
+        y = op.Mish(y) if opset >= MISH_OPSET else op.Mul(y, op.Tanh(op.Softplus(y)))
+        return op.Cast(y, to=_BFLOAT16)
+    # Written at opset 18; the exporter converts Softplus/Tanh/Mul down to a lower requested opset
+    # (it cannot convert Mish down: ONNX has no earlier Mish).
+    return op.Mish(x) if opset >= MISH_OPSET else op.Mul(x, op.Tanh(op.Softplus(x)))
+
+
+def _torchscript_mish(g: Any, x: Any) -> Any:
+    """torch.ops.mish.mish for the TorchScript exporter (``dynamo=False``), at the export's opset."""
+    dtype = x.type().scalarType() if x.type().kind() == "TensorType" else None
+    if dtype == "BFloat16" and g.opset < BFLOAT16_MISH_OPSET:
+        y = g.op("Cast", x, to_i=_FLOAT)
+        y = g.op("Mish", y) if g.opset >= MISH_OPSET else g.op("Mul", y, g.op("Tanh", g.op("Softplus", y)))
+        return g.op("Cast", y, to_i=_BFLOAT16)
+    if g.opset >= MISH_OPSET:
+        return g.op("Mish", x)
+    return g.op("Mul", x, g.op("Tanh", g.op("Softplus", x)))
+
+
+def register_exporters() -> None:
+    """Register torch.ops.mish.mish with both ONNX exporters (``import torch_mish`` does this)."""
+    # Public API; opset 9 is the TorchScript exporter's oldest, the symbolic picks by g.opset.
+    torch.onnx.register_custom_op_symbolic("mish::mish", _torchscript_mish, 9)
+    _compat.add_onnx_translation(torch.ops.mish.mish.default, _dynamo_mish)
+
+
+# --- the TensorRT plugin node ---------------------------------------------------------------------
+
+
+# The TensorRT plugin creator's name, version and namespace: the ONNX op type and its attributes.
 PLUGIN_OP = "TorchMish"
+PLUGIN_VERSION = "1"
+PLUGIN_DOMAIN = "torch_mish"
 
 
-def _plugin_schema() -> Any:
-    """ONNX schema of the TorchMish node (the exporter type-checks custom ops against one)."""
+def _plugin_translation() -> Any:
     from onnx.defs import OpSchema
+    import onnxscript
 
+    name, version, namespace = PLUGIN_OP, PLUGIN_VERSION, PLUGIN_DOMAIN
     string = OpSchema.AttrType.STRING
-    return OpSchema(
-        PLUGIN_OP,
-        PLUGIN_DOMAIN,
+    schema = OpSchema(
+        name,
+        namespace,
         1,
         inputs=[OpSchema.FormalParameter("X", "T")],
         outputs=[OpSchema.FormalParameter("Y", "T")],
@@ -36,82 +94,36 @@ def _plugin_schema() -> Any:
             OpSchema.Attribute("plugin_namespace", string, "TensorRT plugin creator namespace"),
         ],
     )
-
-
-def _dynamo_translation(plugin: bool, opset: int) -> dict[Any, Any]:
-    import onnxscript
-
-    # Plain functions over onnxscript opsets: the exporter traces them into the graph.
-    std = onnxscript.values.Opset("", opset)
-    custom = onnxscript.values.Opset(PLUGIN_DOMAIN, 1)
-
-    def mish_standard(x: Any) -> Any:
-        return std.Mish(x)
+    node = onnxscript.values.Op(onnxscript.values.Opset(namespace, 1), name, op_schema=schema)
 
     def mish_plugin(x: Any) -> Any:
-        # TensorRT's ONNX parser looks unknown ops up in the plugin registry by op type, with
+        # TensorRT's ONNX parser looks an unknown op up in the plugin registry by its op type, with
         # these two attributes naming the creator's version and namespace.
-        return onnxscript.values.Op(custom, PLUGIN_OP, op_schema=_plugin_schema())(
-            x, plugin_version="1", plugin_namespace=PLUGIN_DOMAIN
-        )
+        return node(x, plugin_version=version, plugin_namespace=namespace)
 
-    return {torch.ops.mish.mish.default: mish_plugin if plugin else mish_standard}
-
-
-def register_torchscript_symbolic(opset: int = MIN_OPSET) -> None:
-    """Teach the TorchScript exporter (``torch.onnx.export(..., dynamo=False)``) to write Mish."""
-
-    def symbolic(g: Any, x: Any) -> Any:
-        return g.op("Mish", x)
-
-    torch.onnx.register_custom_op_symbolic("mish::mish", symbolic, opset)
+    return mish_plugin
 
 
 def export(
     model: torch.nn.Module,
-    args: Sequence[torch.Tensor],
-    path: str | os.PathLike[str],
+    args: Any = (),
+    f: str | os.PathLike[str] | None = None,
     *,
     plugin: bool = False,
-    dynamo: bool = True,
-    opset: int = MIN_OPSET,
-    dynamic_shapes: Any = None,
-    input_names: Sequence[str] | None = None,
-    output_names: Sequence[str] | None = None,
-    dynamic_axes: dict[str, dict[int, str]] | None = None,
-) -> None:
-    """Export ``model`` to ONNX with torch.ops.mish as ``Mish`` (or the TorchMish plugin node).
+    **kwargs: Any,
+) -> Any:
+    """``torch.onnx.export`` with one addition: ``plugin=True`` writes ``torch_mish::TorchMish`` nodes
+    for the TensorRT plugin instead of the standard ``Mish``.
 
-    Args:
-        dynamo: use the torch.export-based exporter (default) or the TorchScript one (standard Mish only).
-        dynamic_shapes: for the dynamo exporter, as in torch.export; dynamic_axes for TorchScript.
+    Every other argument is ``torch.onnx.export``'s, with its meaning (``args`` a tensor or a tuple,
+    ``opset_version``, ``dynamic_axes`` or ``dynamic_shapes``, ``input_names``, ``dynamo``, ...);
+    an argument it does not know raises its TypeError. Without ``plugin`` this is exactly
+    ``torch.onnx.export``, which needs no wrapper once torch_mish is imported. Returns what it returns.
     """
-    if opset < MIN_OPSET:
-        raise ValueError(f"ONNX Mish needs opset >= {MIN_OPSET}, got {opset}")
-    if dynamo:
-        program = torch.onnx.export(
-            model,
-            tuple(args),
-            dynamo=True,
-            opset_version=opset,
-            custom_translation_table=_dynamo_translation(plugin, opset),
-            dynamic_shapes=dynamic_shapes,
-            input_names=list(input_names) if input_names else None,
-            output_names=list(output_names) if output_names else None,
-            optimize=True,
-        )
-        program.save(str(path))
-        return
     if plugin:
-        raise ValueError("the TorchMish plugin node is only written by the dynamo exporter (dynamo=True)")
-    register_torchscript_symbolic(opset)
-    torch.onnx.export(
-        model,
-        tuple(args),
-        str(path),
-        dynamo=False,
-        opset_version=opset,
-        input_names=list(input_names) if input_names else None,
-        output_names=list(output_names) if output_names else None,
-        dynamic_axes=dynamic_axes,
-    )
+        if kwargs.get("dynamo", True) is False:
+            raise ValueError("plugin=True needs the dynamo exporter: the TorchScript exporter (dynamo=False) is not supported")
+        table = dict(kwargs.pop("custom_translation_table", None) or {})
+        table[torch.ops.mish.mish.default] = _plugin_translation()
+        kwargs["custom_translation_table"] = table
+    return torch.onnx.export(model, args, f, **kwargs)

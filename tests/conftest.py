@@ -30,6 +30,5 @@ def trt() -> ModuleType:
     registered; skips when torch-tensorrt is not installed."""
     if not HAS_TORCH_TRT:
         pytest.skip("torch-tensorrt is not installed (pip install torch-tensorrt or torch-tensorrt-rtx)")
-    torch_mish.allow_tensorrt_without_gpu()
     importlib.import_module("torch_mish.tensorrt")  # registers the converters, loads the plugin library
     return importlib.import_module("tensorrt")

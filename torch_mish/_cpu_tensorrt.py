@@ -1,23 +1,58 @@
-"""Let torch_tensorrt import on a machine without an NVIDIA driver, to build TensorRT networks and
-engines on the CPU (TensorRT-RTX's CPU-only mode). Opt-in: see allow_tensorrt_without_gpu."""
+"""torch-tensorrt on a machine without an NVIDIA driver: convert models, inspect TensorRT networks and
+build engines on the CPU (TensorRT-RTX's CPU-only mode), for example on a CI host that cross-builds
+engines. Nothing can *run* an engine without a GPU."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
+
 import torch
 
+_lock = threading.RLock()
+_depth = 0
+_saved: tuple[object, object] | None = None
 
-def allow_tensorrt_without_gpu() -> bool:
-    """Make ``import torch_tensorrt`` work on a machine with no GPU; returns True if it patched.
 
-    torch_tensorrt asks for the current device and its compute capability at import time, which
-    raises "Found no NVIDIA driver" on a CPU-only machine. When no GPU is visible this replaces
-    ``torch.cuda.get_device_capability`` (answering (0, 0)) and ``torch.cuda.current_device``
-    (answering 0) for the rest of the process. Call it before importing torch_tensorrt or
-    torch_mish.tensorrt. With a GPU it does nothing. Nothing can *run* an engine without a GPU: this
-    is for converting models, inspecting networks and building engines with TensorRT-RTX.
+@contextlib.contextmanager
+def allow_tensorrt_without_gpu() -> Iterator[bool]:
+    """A context in which torch-tensorrt works on a machine with no GPU; yields True if it patched.
+
+    torch-tensorrt asks for the current device and its compute capability (at import and in its
+    compile and conversion paths), which raises torch's "Found no NVIDIA driver" on a CPU-only host.
+    Inside the ``with`` block, when no GPU is visible, ``torch.cuda.get_device_capability`` answers
+    (0, 0) and ``torch.cuda.current_device`` answers 0; both are restored on exit. With a GPU it
+    changes nothing. Nesting is fine. ``import torch_mish.tensorrt`` and ``torch_mish.tensorrt.inspect``
+    use it themselves; wrap your own torch-tensorrt calls in it on a GPU-less host::
+
+        with torch_mish.allow_tensorrt_without_gpu():
+            import torch_tensorrt
+            torch_tensorrt.dynamo.compile(program, arg_inputs=inputs, dryrun=True)
     """
+    global _depth, _saved
     if torch.cuda.is_available():
-        return False
-    torch.cuda.get_device_capability = lambda device=None: (0, 0)  # type: ignore[assignment]
-    torch.cuda.current_device = lambda: 0  # type: ignore[assignment]
-    return True
+        yield False
+        return
+    with _lock:
+        if _depth == 0:
+            _saved = (torch.cuda.get_device_capability, torch.cuda.current_device)
+            torch.cuda.get_device_capability = _no_capability  # type: ignore[assignment]
+            torch.cuda.current_device = _device_zero  # type: ignore[assignment]
+        _depth += 1
+    try:
+        yield True
+    finally:
+        with _lock:
+            _depth -= 1
+            if _depth == 0 and _saved is not None:
+                torch.cuda.get_device_capability, torch.cuda.current_device = _saved  # type: ignore[assignment]
+                _saved = None
+
+
+def _no_capability(device: object = None) -> tuple[int, int]:
+    return (0, 0)
+
+
+def _device_zero() -> int:
+    return 0

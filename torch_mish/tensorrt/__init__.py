@@ -2,29 +2,33 @@
 
 Importing this module registers the converters for ``torch.ops.mish.mish`` and loads the torch_mish
 TensorRT plugin library into TensorRT's plugin registry when one was built for the installed
-TensorRT (so saved engines that contain the plugin deserialize).
+TensorRT (so saved engines that contain the plugin deserialize). It imports on a host without a GPU
+too (see ``torch_mish.allow_tensorrt_without_gpu``): networks and engines can be built there with
+TensorRT-RTX, not run.
 
-Lowerings (``set_lowering`` / ``lowering``):
-  native  SOFTPLUS(alpha=1, beta=1) -> TANH -> PROD with the input: TensorRT fuses the chain into
-          one pointwise kernel, and into a preceding convolution where it can.
+Lowerings (``set_lowering`` / ``lowering`` / ``TORCH_MISH_TRT_LOWERING``):
+  native  SOFTPLUS(alpha=1, beta=1) -> TANH -> PROD with the input, in the input's dtype.
   plugin  the TorchMish IPluginV3 layer: the same CUDA kernel as the torch op.
-  auto    (default) native, which TensorRT can fuse; a plugin is opaque to its fusion passes.
+  auto    (default) native: TensorRT can fuse its layers; a plugin is opaque to its fusion passes.
 """
 
 from __future__ import annotations
 
+from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
+
 try:
-    import torch_tensorrt  # noqa: F401
+    with allow_tensorrt_without_gpu():  # torch_tensorrt asks for the GPU's capability at import
+        import torch_tensorrt  # noqa: F401
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "torch_mish.tensorrt needs torch-tensorrt matching your torch (pip install torch-tensorrt, or "
-        "torch-tensorrt-rtx for TensorRT-RTX). On a machine without a GPU, call "
-        "torch_mish.allow_tensorrt_without_gpu() first. Original error: " + str(exc)
+        "torch_mish.tensorrt needs torch-tensorrt built for your torch "
+        "(pip install torch-tensorrt, or torch-tensorrt-rtx for TensorRT-RTX). Original error: " + str(exc)
     ) from exc
 
-from torch_mish.tensorrt import converters as _converters  # noqa: F401 - registers the converters
-from torch_mish.tensorrt.compile import compile, load, save
-from torch_mish.tensorrt.plugin import (
+from torch_mish.tensorrt import converters as _converters  # noqa: F401, E402 - registers the converters
+from torch_mish.tensorrt import inspect  # noqa: E402
+from torch_mish.tensorrt.compile import compile, load, save  # noqa: E402
+from torch_mish.tensorrt.plugin import (  # noqa: E402
     PLUGIN_NAME,
     PLUGIN_NAMESPACE,
     PLUGIN_VERSION,
@@ -33,7 +37,8 @@ from torch_mish.tensorrt.plugin import (
     plugin_available,
     plugin_library_path,
 )
-from torch_mish.tensorrt.selection import LOWERINGS, get_lowering, lowering, set_lowering
+from torch_mish.tensorrt.selection import LOWERINGS, get_lowering, lowering, set_lowering  # noqa: E402
+from torch_mish.tensorrt.support import engine_runtime_unavailable_reason  # noqa: E402
 
 __all__ = [
     "LOWERINGS",
@@ -42,7 +47,9 @@ __all__ = [
     "PLUGIN_VERSION",
     "PluginUnavailableError",
     "compile",
+    "engine_runtime_unavailable_reason",
     "get_lowering",
+    "inspect",
     "load",
     "load_plugin",
     "lowering",

@@ -14,7 +14,7 @@ from typing import Any
 import tensorrt as trt
 import torch
 from torch.fx.node import Node, Target
-from torch_tensorrt.dynamo._settings import CompilationSettings
+from torch_tensorrt.dynamo import CompilationSettings
 from torch_tensorrt.dynamo.conversion import ConversionContext, dynamo_tensorrt_converter
 from torch_tensorrt.dynamo.conversion.converter_utils import get_trt_tensor, set_layer_name
 from torch_tensorrt.dynamo.types import TRTTensor
@@ -24,7 +24,8 @@ from torch_mish.tensorrt.support import can_add_plugin_layers
 
 logger = logging.getLogger("torch_mish.tensorrt")
 
-# TensorRT has no float64 Mish path worth having; the plugin supports exactly these.
+# TensorRT has no float64 Mish path worth having; the plugin supports exactly these. float64 converts
+# only with torch-tensorrt's truncate_double=True, which hands the converter a float32 tensor.
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -56,13 +57,20 @@ def _input_dtype(node: Node) -> torch.dtype | None:
 
 
 def mish_validator(node: Node, settings: CompilationSettings | None = None) -> bool:
-    """Convert only dtypes both lowerings support; anything else stays in PyTorch (and
+    """Convert the dtypes both lowerings support, and float64 when ``truncate_double`` is set
+    (torch-tensorrt then runs it in float32); anything else stays in PyTorch (and
     require_full_compilation=True turns that into an error naming the op)."""
     dtype = _input_dtype(node)
-    if dtype not in SUPPORTED_DTYPES:
-        logger.warning("torch.ops.mish.mish with input dtype %s is not converted to TensorRT", dtype)
-        return False
-    return True
+    if dtype in SUPPORTED_DTYPES:
+        return True
+    if dtype == torch.float64 and settings is not None and getattr(settings, "truncate_double", False):
+        return True
+    logger.warning(
+        "torch.ops.mish.mish with input dtype %s is not converted to TensorRT%s",
+        dtype,
+        " (float64 converts with truncate_double=True)" if dtype == torch.float64 else "",
+    )
+    return False
 
 
 def _convert(ctx: ConversionContext, target: Target, args: Sequence[Any], name: str) -> TRTTensor:

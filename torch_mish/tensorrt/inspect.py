@@ -1,114 +1,200 @@
-"""Build the TensorRT network torch-tensorrt would build for a model, without running it — for
-inspection and for engine builds on machines that cannot run engines (TensorRT-RTX CPU-only mode).
+"""What torch-tensorrt builds for a model, without running it: converter coverage, the TensorRT
+network layer by layer, its optimization profiles, and a serialized engine.
 
-This mirrors torch_tensorrt.dynamo.convert_exported_program_to_serialized_trt_engine up to the
-network, through torch-tensorrt internals (TRTInterpreter) whose names are stable from 2.11 to 2.14;
-other versions get a clear error instead of a wrong result.
+None of this needs a GPU. With TensorRT-RTX it works on a CPU-only host (which can build engines for
+RTX GPUs but run none), so CI machines can check that a model converts with no PyTorch fallback and
+cross-build its engine.
+
+- ``dry_run``: torch-tensorrt's own converter-coverage check (its public ``dryrun``), then the network
+  built with the chosen Mish lowering, so the figure comes from this run and the converter ran.
+- ``build_network``: the network torch-tensorrt would build (the same lowering passes, then its
+  interpreter), for reading back and for ``build_serialized_engine``.
+
+``build_network`` goes through torch-tensorrt internals (``torch_mish._compat``): checked on
+torch-tensorrt 2.11 to 2.14, refused with a clear error on other versions.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import re
+import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextlib import redirect_stdout
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Any
 
 import tensorrt as trt
 import torch
 import torch_tensorrt
 
+from torch_mish import _compat
+from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
 from torch_mish.tensorrt import selection as _lowering
 
-SUPPORTED_TORCH_TENSORRT = ("2.11", "2.12", "2.13", "2.14")
+InputSpec = torch.Tensor | torch_tensorrt.Input
+Inputs = InputSpec | Sequence[InputSpec]
+
+
+def as_input_list(inputs: Inputs) -> list[InputSpec]:
+    """One example tensor or Input, or a sequence of them, as the list torch-tensorrt takes.
+    (``list(tensor)`` would split a tensor along its first dimension.)"""
+    if isinstance(inputs, (torch.Tensor, torch_tensorrt.Input)):
+        return [inputs]
+    items = list(inputs)
+    for item in items:
+        if not isinstance(item, (torch.Tensor, torch_tensorrt.Input)):
+            raise TypeError(f"inputs: expected tensors or torch_tensorrt.Input, got {type(item).__name__}")
+    return items
+
+
+def as_trt_inputs(inputs: Inputs) -> list[torch_tensorrt.Input]:
+    """Inputs as ``torch_tensorrt.Input`` (a tensor gives a static Input of its shape and dtype)."""
+    return [i if isinstance(i, torch_tensorrt.Input) else torch_tensorrt.Input.from_tensor(i) for i in as_input_list(inputs)]
 
 
 @dataclass
 class BuiltNetwork:
+    """A TensorRT network built as torch-tensorrt builds it. Keep this object alive while using
+    ``network``: it owns the builder and the weights the network refers to."""
+
     network: trt.INetworkDefinition
-    interpreter: object  # keeps the builder and the weights the network refers to alive
+    interpreter: Any
 
     def layers(self) -> list[trt.ILayer]:
         return [self.network.get_layer(i) for i in range(self.network.num_layers)]
 
+    def layer_types(self) -> dict[str, int]:
+        """Layer count by TensorRT layer type (``{"CONVOLUTION": 115, "ACTIVATION": 224, ...}``)."""
+        counts: dict[str, int] = {}
+        for layer in self.layers():
+            name = str(layer.type).rsplit(".", 1)[-1]
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def profiles(self) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]]:
+        """The optimization profiles the engine will be built with, read back from TensorRT: per
+        profile, input name -> (min, opt, max) shape. Empty for a network with only static shapes."""
+        profiles = self.interpreter.optimization_profiles or []
+        names = [self.network.get_input(i).name for i in range(self.network.num_inputs)]
+        return [{n: tuple(tuple(d) for d in p.get_shape(n)) for n in names} for p in profiles]  # type: ignore[misc]
+
     def build_serialized_engine(self) -> bytes:
-        """Build the engine (works on the CPU with TensorRT-RTX). Returns its serialized bytes."""
-        interp = self.interpreter
-        config = interp._populate_trt_builder_config()  # type: ignore[attr-defined]
-        engine = interp.builder.build_serialized_network(self.network, config)  # type: ignore[attr-defined]
+        """Build the engine with torch-tensorrt's builder configuration; its serialized bytes. Works
+        on a CPU-only host with TensorRT-RTX (an engine for RTX GPUs)."""
+        with allow_tensorrt_without_gpu():
+            config = _compat.builder_config(self.interpreter)
+            engine = self.interpreter.builder.build_serialized_network(self.network, config)
         if engine is None:
             raise RuntimeError("TensorRT build_serialized_network returned None (see the TensorRT log)")
         return bytes(engine)
 
 
-def _check_version() -> None:
-    version = torch_tensorrt.__version__
-    if not version.startswith(SUPPORTED_TORCH_TENSORRT):
-        raise RuntimeError(
-            f"torch_mish.tensorrt.inspect relies on torch-tensorrt internals checked on "
-            f"{', '.join(SUPPORTED_TORCH_TENSORRT)}; found {version}"
-        )
-
-
 def build_network(
-    model: torch.nn.Module, inputs: Sequence[torch_tensorrt.Input], *, lowering: str | None = None
+    model: torch.nn.Module, inputs: Inputs, *, lowering: str | None = None, **settings: Any
 ) -> BuiltNetwork:
-    """Export ``model`` for ``inputs`` (static or min/opt/max shapes), lower it as torch-tensorrt
-    does, and convert it into a TensorRT network with the chosen Mish lowering. Requires every op
-    to convert (no PyTorch fallback inside a single network)."""
-    _check_version()
+    """Export ``model`` for ``inputs`` (tensors, or ``torch_tensorrt.Input`` with static or
+    min/opt/max shapes), lower it as torch-tensorrt does and convert it into a TensorRT network with
+    the chosen Mish lowering (default: ``get_lowering()``). ``settings`` are torch-tensorrt
+    ``CompilationSettings`` fields (``truncate_double=True``, ...). Every op must convert: one network,
+    no PyTorch fallback."""
+    _compat.check_torch_tensorrt_version("torch_mish.tensorrt.inspect.build_network")
     from torch_tensorrt.dynamo import CompilationSettings
     from torch_tensorrt.dynamo.conversion import TRTInterpreter
     from torch_tensorrt.dynamo.lowering import get_decompositions, post_lowering, pre_export_lowering
 
-    settings = CompilationSettings(min_block_size=1, require_full_compilation=True)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    ep = torch_tensorrt.dynamo.trace(model, tuple(inputs), device=device)
-    ep = pre_export_lowering(ep, settings)
-    ep = ep.run_decompositions(get_decompositions(False))
-    gm = post_lowering(ep.module(), settings)
-    with _lowering.lowering(lowering or _lowering.get_lowering()):
-        interp = TRTInterpreter(gm, list(inputs), compilation_settings=settings)
-        interp._construct_trt_network_def()
-    return BuiltNetwork(interp.ctx.net, interp)
+    trt_inputs = as_trt_inputs(inputs)
+    with allow_tensorrt_without_gpu():
+        compilation = CompilationSettings(**{"min_block_size": 1, **settings, "require_full_compilation": True})
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
+        program = pre_export_lowering(program, compilation)
+        program = program.run_decompositions(get_decompositions(compilation.enable_experimental_decompositions))
+        graph = post_lowering(program.module(), compilation)
+        with _lowering.lowering(lowering or _lowering.get_lowering()):
+            interpreter = TRTInterpreter(graph, trt_inputs, compilation_settings=compilation)
+            _compat.construct_network(interpreter)
+    return BuiltNetwork(interpreter.ctx.net, interpreter)
 
 
 @dataclass
 class CoverageReport:
-    """torch-tensorrt's dry-run verdict for a model: how much of the graph converts."""
+    """A model's conversion verdict from one dry run: torch-tensorrt's converter coverage and graph
+    split, how many Mish calls it has, and (when everything converts into one engine) the network
+    built with the chosen lowering."""
 
     total_ops: int
     supported_ops: int
     engines: int
     text: str
+    lowering: str
+    mish_ops: int
+    network: BuiltNetwork | None = field(default=None, repr=False)
 
     @property
     def coverage(self) -> float:
         return 100.0 * self.supported_ops / self.total_ops if self.total_ops else 100.0
 
+    @property
+    def fully_converted(self) -> bool:
+        return self.supported_ops == self.total_ops and self.engines == 1 and self.network is not None
+
+
+_REPORT_OPS = re.compile(r"consists of (\d+) Total Operators, of which (\d+) operators are supported")
+
 
 def dry_run(
     model: torch.nn.Module,
-    inputs: Sequence[torch_tensorrt.Input],
-    report_path: str,
+    inputs: Inputs,
+    report_path: str | Path | None = None,
     *,
     lowering: str | None = None,
-    **settings: object,
+    **settings: Any,
 ) -> CoverageReport:
-    """Run torch_tensorrt.dynamo.compile(..., dryrun=report_path) — the public converter-coverage
-    check, which needs no GPU — and parse its report."""
-    import re
+    """Converter coverage of ``model`` for ``inputs``, from this run.
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    ep = torch_tensorrt.dynamo.trace(model, tuple(inputs), device=device)
-    # torch-tensorrt also prints the whole report to stdout; it is in report_path and the result.
-    with _lowering.lowering(lowering or _lowering.get_lowering()), contextlib.redirect_stdout(io.StringIO()):
-        torch_tensorrt.dynamo.compile(
-            ep, arg_inputs=list(inputs), dryrun=report_path, min_block_size=1, offload_module_to_cpu=True, **settings
+    Runs ``torch_tensorrt.dynamo.compile(..., dryrun=...)`` (which partitions the graph without
+    building engines) and parses its report; when every op is supported and the graph is one
+    engine, also builds the TensorRT network with the chosen Mish lowering (``build_network``), so the
+    converters really ran: a lowering that cannot be built here raises its error. ``report_path``
+    (optional) receives torch-tensorrt's text report, replacing any file there. ``settings`` go to
+    torch-tensorrt (``torch_executed_ops``, ``truncate_double``, ...)."""
+    chosen = _lowering.resolve(lowering)
+    trt_inputs = as_trt_inputs(inputs)
+    if settings.get("truncate_double") and not torch.cuda.is_available():
+        raise ValueError(
+            "dry_run(truncate_double=True) needs a GPU: torch-tensorrt moves the float64 inputs there after "
+            "partitioning. On a CPU-only host use build_network(..., truncate_double=True)."
         )
-    with open(report_path) as f:
-        text = f.read()
-    match = re.search(r"consists of (\d+) Total Operators, of which (\d+) operators are supported", text)
+    with allow_tensorrt_without_gpu(), tempfile.TemporaryDirectory(prefix="torch_mish_dryrun_") as tmp:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
+        mish_ops = sum(n.target == torch.ops.mish.mish.default for n in program.graph.nodes)
+        # A fresh path: torch-tensorrt will not overwrite an existing report (it keeps the old one).
+        fresh = Path(tmp) / "dryrun.txt"
+        with _lowering.lowering(chosen), redirect_stdout(StringIO()):  # it also prints the report
+            torch_tensorrt.dynamo.compile(
+                program,
+                arg_inputs=trt_inputs,
+                dryrun=str(fresh),
+                **{"min_block_size": 1, "offload_module_to_cpu": True, **settings},
+            )
+        text = fresh.read_text()
+    if report_path is not None:
+        Path(report_path).write_text(text)
+    match = _REPORT_OPS.search(text)
     if match is None:
-        raise RuntimeError(f"unrecognized torch-tensorrt dry-run report in {report_path}")
-    engines = len(re.findall(r"TRT Engine #\d+", text))
-    return CoverageReport(int(match.group(1)), int(match.group(2)), engines, text)
+        raise RuntimeError(f"unrecognized torch-tensorrt dry-run report:\n{text[:2000]}")
+    report = CoverageReport(
+        total_ops=int(match.group(1)),
+        supported_ops=int(match.group(2)),
+        engines=len(re.findall(r"TRT Engine #\d+", text)),
+        text=text,
+        lowering=chosen,
+        mish_ops=mish_ops,
+    )
+    if report.supported_ops == report.total_ops and report.engines == 1:
+        network_settings = {k: v for k, v in settings.items() if k != "torch_executed_ops"}
+        report.network = build_network(model, trt_inputs, lowering=chosen, **network_settings)
+    return report

@@ -10,18 +10,19 @@ from typing import Literal
 
 Lowering = Literal["native", "plugin", "auto"]
 LOWERINGS: tuple[str, ...] = ("native", "plugin", "auto")
+ENV_VAR = "TORCH_MISH_TRT_LOWERING"
 
 _state = threading.local()
 
 
-def _validate(name: str) -> str:
-    if name not in LOWERINGS:
-        raise ValueError(f"unknown Mish lowering {name!r}: expected one of {', '.join(LOWERINGS)}")
-    return name
+def _validate(name: str, source: str = "lowering") -> str:
+    if not isinstance(name, str) or name.strip().lower() not in LOWERINGS:
+        raise ValueError(f"unknown Mish lowering {name!r} in {source}: expected one of {', '.join(LOWERINGS)}")
+    return name.strip().lower()
 
 
 def _default() -> str:
-    return _validate(os.environ.get("TORCH_MISH_TRT_LOWERING", "auto"))
+    return _validate(os.environ.get(ENV_VAR, "auto"), f"the environment variable {ENV_VAR}")
 
 
 def get_lowering() -> str:
@@ -31,7 +32,7 @@ def get_lowering() -> str:
 
 def set_lowering(name: Lowering) -> None:
     """Set the lowering for later conversions in this thread. The default comes from the
-    environment variable TORCH_MISH_TRT_LOWERING, else 'auto'."""
+    environment variable TORCH_MISH_TRT_LOWERING (case-insensitive), else 'auto'."""
     _state.value = _validate(name)
 
 
@@ -47,6 +48,7 @@ def lowering(name: Lowering) -> Iterator[None]:
 
 
 def resolve(name: str | None = None) -> str:
-    """'auto' resolved to the lowering that will be emitted: native (TensorRT fuses it)."""
+    """The lowering that will be emitted: 'auto' is 'native' (TensorRT can fuse its layers; a plugin
+    is opaque to its fusion passes)."""
     chosen = _validate(name) if name else get_lowering()
     return "native" if chosen == "auto" else chosen

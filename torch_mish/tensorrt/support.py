@@ -13,7 +13,7 @@ RTX_RUNTIME_CAPABILITIES = {(8, 0), (8, 6), (8, 9), (12, 0), (12, 1)}
 
 def is_tensorrt_rtx() -> bool:
     """True when ``tensorrt`` is TensorRT-RTX (torch-tensorrt-rtx aliases tensorrt_rtx to it)."""
-    return getattr(trt, "_package_name", "") == "tensorrt_rtx" or trt.__name__.startswith("tensorrt_rtx")
+    return trt.__name__.startswith("tensorrt_rtx")
 
 
 def can_add_plugin_layers() -> bool:

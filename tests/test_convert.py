@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import copy
 import logging
+import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import DEVICES
+from helpers import DEVICES, requires_cuda
 from torch import nn
 
 import torch_mish
@@ -153,7 +154,7 @@ def test_fuse_batchnorm_mish_yolo_trains_the_same(device: str, caplog, monkeypat
     # In this model every Mish follows a BatchNorm2d whose output has no other use.
     assert sum(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()) == n_mish
     assert not any(isinstance(m, torch_mish.Mish) for m in model.modules())
-    assert f"{n_mish} BatchNorm2d -> Mish pair(s) fused" in caplog.text
+    assert f"{n_mish} BatchNorm -> Mish pair(s) fused" in caplog.text
     assert model.state_dict().keys() == reference.state_dict().keys()
     x = torch.randn(2, 3, 64, 64, generator=gen).to(device)
     outputs, expected = model(x), reference(x)
@@ -213,13 +214,97 @@ class BatchNormTwice(nn.Module):
         return self.act(self.bn(self.bn(x)))
 
 
-def test_fuse_batchnorm_mish_checks_both_modes_hooks_and_repeated_calls() -> None:
-    hooked = nn.Sequential(nn.BatchNorm2d(4), torch_mish.Mish())
-    hooked[0].register_forward_hook(lambda module, args, out: None)
-    for model in (FeatureInEval(), BatchNormTwice(), hooked):
-        torch_mish.fuse_batchnorm_mish(model.train())
-        assert not any(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()), type(model).__name__
-        assert model.training
+class SharedMishModule(nn.Module):
+    """One Mish module registered under two names, applied once: fusing would leave the other name
+    pointing at a module that no longer runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bn = nn.BatchNorm2d(4)
+        self.act = torch_mish.Mish()
+        self.alias = self.act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(x))
+
+
+def _hooked(on: int, kind: str) -> nn.Module:
+    model = nn.Sequential(nn.BatchNorm2d(4), torch_mish.Mish())
+    hook = {
+        "forward": lambda m: m.register_forward_hook(lambda module, args, out: None),
+        "pre": lambda m: m.register_forward_pre_hook(lambda module, args: None),
+        "backward": lambda m: m.register_full_backward_hook(lambda module, gi, go: None),
+    }[kind]
+    hook(model[on])
+    return model
+
+
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (FeatureInEval, "in eval mode the BatchNorm output also goes elsewhere"),
+        (SharedMishModule, "shared"),
+        (lambda: _hooked(0, "forward"), "hooks"),
+        (lambda: _hooked(1, "forward"), "hooks"),
+        (lambda: _hooked(1, "pre"), "hooks"),
+        (lambda: _hooked(0, "backward"), "hooks"),
+        (BatchNormTwice, None),  # not a pair at all: the BatchNorm runs twice
+    ],
+    ids=["eval-only-feature", "mish-registered-twice", "bn-hook", "mish-hook", "mish-pre-hook", "bn-backward-hook", "bn-twice"],
+)
+def test_fuse_batchnorm_mish_leaves_unsafe_pairs_and_says_why(make, reason: str | None) -> None:  # noqa: ANN001
+    model = make().train()
+    if reason is None:
+        torch_mish.fuse_batchnorm_mish(model)
+    else:
+        with pytest.warns(UserWarning, match=f"(?s)left 1 BatchNorm -> Mish pair.*{reason}"):
+            torch_mish.fuse_batchnorm_mish(model)
+    assert not any(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()), type(model).__name__
+    assert model.training
+
+
+def test_unfuse_refuses_a_placeholder_without_its_batchnorm() -> None:
+    model = nn.Sequential(nn.BatchNorm2d(4), torch_mish.Mish())
+    torch_mish.fuse_batchnorm_mish(model)
+    model[0] = nn.BatchNorm2d(4)  # the fused module replaced by hand: the placeholder's pair is gone
+    with pytest.raises(ValueError, match=r"1 says its Mish was fused into 0, which is a BatchNorm2d"):
+        torch_mish.unfuse_batchnorm_mish(model)
+
+
+class MishInsideTwelve(nn.Module):
+    """Mish for |x| <= 12 only: what a probe that stops at +-12 cannot tell from Mish."""
+
+    def __init__(self, tail: str) -> None:
+        super().__init__()
+        self.tail = tail
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.mish(x)
+        if self.tail == "clamped":
+            return y.clamp(max=12.0)
+        return torch.where(x < -12, torch.zeros_like(y), y)  # a softplus cut off below -12
+
+
+@pytest.mark.parametrize("tail", ["clamped", "cut-off"])
+def test_probe_reaches_the_tails(tail: str) -> None:
+    module = MishInsideTwelve(tail)
+    assert not torch_mish.computes_mish(module)
+    model = torch_mish.convert_mish(nn.Sequential(nn.Identity(), module))
+    assert model[1] is module
+
+
+@requires_cuda
+def test_cuda_only_mish_modules_are_recognized() -> None:
+    """Modules that run only on a GPU (mish-cuda's MishCuda) are probed there, in float32."""
+
+    class CudaOnlyMish(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not x.is_cuda:
+                raise RuntimeError("CUDA tensors only")
+            return x * torch.tanh(F.softplus(x))
+
+    model = torch_mish.convert_mish(nn.Sequential(nn.Identity(), CudaOnlyMish()))
+    assert isinstance(model[1], torch_mish.Mish)
 
 
 def test_unfuse_restores_batchnorm_and_mish(gen: torch.Generator) -> None:
@@ -242,3 +327,58 @@ def test_unfuse_restores_batchnorm_and_mish(gen: torch.Generator) -> None:
     with torch.no_grad():
         for a, b in zip(model(x), reference(x), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.fixture(scope="module")
+def timm_model() -> nn.Module:
+    """timm's CSPDarknet53 with Mish (67 Conv -> BatchNormAct2d(Mish) layers), as users create it."""
+    timm = pytest.importorskip("timm", reason="timm is not installed (pip install timm)")
+    torch.manual_seed(0)
+    return timm.create_model("cspdarknet53", act_layer="mish", pretrained=False, num_classes=10)
+
+
+def test_timm_model_converts_fuses_and_unfuses(timm_model: nn.Module, gen: torch.Generator) -> None:
+    """timm keeps BatchNorm and its activation in one BatchNormAct2d: convert_mish swaps its Mish,
+    fuse_batchnorm_mish fuses all 67, without a warning; training matches; unfusing restores timm's
+    modules with the trained state."""
+    model = torch_mish.convert_mish(copy.deepcopy(timm_model)).train()
+    assert count_layers(model, (torch_mish.Mish,))[1] == 67
+    reference = copy.deepcopy(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every pair fuses: nothing to warn about
+        torch_mish.fuse_batchnorm_mish(model)
+    assert sum(isinstance(m, torch_mish.BatchNormMish) for m in model.modules()) == 67
+    assert model.state_dict().keys() == reference.state_dict().keys()
+    x = torch.randn(2, 3, 64, 64, generator=gen)
+    y, y_ref = model(x), reference(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    y.square().mean().backward()
+    y_ref.square().mean().backward()
+    # timm zero-initializes each residual block's last BatchNorm: those biases' gradients are sums that
+    # cancel to ~1e-9, float32 noise, hence the absolute floor.
+    for (name, p), q in zip(model.named_parameters(), reference.parameters(), strict=True):
+        difference = (p.grad - q.grad).norm()
+        assert difference <= 1e-4 * q.grad.norm() + 1e-7, f"{name}: gradients differ by {difference:.2e} (L2)"
+    torch_mish.unfuse_batchnorm_mish(model)
+    assert [type(m) for m in model.modules()] == [type(m) for m in reference.modules()]
+    for (name, b), c in zip(model.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=name)  # the fused module's updates
+
+
+def test_timm_batchnorm_act_with_another_activation_stays(timm_model: nn.Module) -> None:
+    """Only a BatchNormAct2d whose activation computes Mish is fused."""
+    timm = pytest.importorskip("timm", reason="timm is not installed (pip install timm)")
+    model = timm.create_model("cspdarknet53", act_layer="leaky_relu", pretrained=False, num_classes=10)
+    torch_mish.fuse_batchnorm_mish(model)
+    assert not any(isinstance(m, torch_mish.BatchNormMish) for m in model.modules())
+
+
+def test_timm_scriptable_model_scripts_after_conversion(timm_model: nn.Module, gen: torch.Generator) -> None:
+    timm = pytest.importorskip("timm", reason="timm is not installed (pip install timm)")
+    with timm.layers.set_layer_config(scriptable=True):
+        model = timm.create_model("darknet17", act_layer="mish", pretrained=False, num_classes=10).eval()
+    model = torch_mish.convert_mish(model)
+    scripted = torch.jit.script(model)
+    x = torch.randn(1, 3, 64, 64, generator=gen)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x), rtol=1e-5, atol=1e-5)

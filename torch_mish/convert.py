@@ -10,7 +10,9 @@ criterion, so a module called "Mish" that computes something else stays, and a h
 
 from __future__ import annotations
 
+import copy
 import logging
+import warnings
 from collections import Counter
 
 import torch
@@ -48,10 +50,17 @@ _KNOWN_NOT_MISH = tuple(
 
 
 def _probe(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    # Values across Mish's regimes: the minimum, the saturated tail, very negative inputs.
-    values = torch.linspace(-12, 12, 241, dtype=torch.float64)
-    values = torch.cat([values, torch.tensor([-1.1924, -0.6, 0.0, 30.0, -30.0], dtype=torch.float64)])
-    return values[:240].reshape(2, 3, 5, 8).to(device=device, dtype=dtype)
+    """Values across Mish's regimes, every one of them checked: the minimum (-1.19), the branch point
+    of fast kernels (-0.6), zero, the saturated tail and very negative inputs, out to +-40 (where a
+    clamp or a cut-off softplus shows). A 4-d tensor, as activations are."""
+    values = torch.cat(
+        [
+            torch.linspace(-12, 12, 233, dtype=torch.float64),
+            torch.tensor([-1.1924, -0.6, 20.0, 25.0, 30.0, 40.0, -20.0, -25.0, -30.0, -40.0], dtype=torch.float64),
+        ]
+    )
+    assert values.numel() == 243
+    return values.reshape(3, 3, 27, 1).to(device=device, dtype=dtype)
 
 
 def computes_mish(module: nn.Module) -> bool:
@@ -150,7 +159,7 @@ def _batchnorm_mish_pairs(module: nn.Module, prefix: str, mish_modules: set[int]
     for node in graph.nodes:
         if node.op != "call_module" or calls[node.target] != 1:
             continue
-        if type(module.get_submodule(node.target)) is not nn.BatchNorm2d:  # not subclasses: SyncBatchNorm etc.
+        if not isinstance(module.get_submodule(node.target), nn.modules.batchnorm._BatchNorm):
             continue
         users = list(node.users)
         if len(users) != 1:
@@ -180,10 +189,14 @@ def _has_hooks(module: nn.Module) -> bool:
     return any(getattr(module, name, None) for name in hooks)
 
 
-def _pairs_in_both_modes(model: nn.Module, mish_modules: set[int]) -> list[tuple[str, str]]:
-    """Pairs that are safe in training and in eval mode: FX bakes `self.training` into the trace,
-    and a module may route the BatchNorm output elsewhere in one mode only."""
+def _pairs_in_both_modes(model: nn.Module, mish_modules: set[int]) -> tuple[list[tuple[str, str]], dict]:
+    """Pairs that are safe in training and in eval mode (FX bakes `self.training` into the trace, and
+    a module may route the BatchNorm output elsewhere in one mode only), and the pairs found in one
+    mode only, with that mode."""
     modes = {name: m.training for name, m in model.named_modules()}
+    # Tracing runs Python forward code, and some of it updates buffers in place as it goes (timm's
+    # BatchNormAct2d counts batches): put every buffer back afterwards.
+    buffers = [(b, b.clone()) for b in model.buffers()]
     try:
         found = []
         for training in (True, False):
@@ -192,12 +205,54 @@ def _pairs_in_both_modes(model: nn.Module, mish_modules: set[int]) -> list[tuple
     finally:
         for name, m in model.named_modules():
             m.training = modes[name]
-    return sorted(found[0] & found[1])
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+    one_mode = {pair: "eval" for pair in found[0] - found[1]} | {pair: "training" for pair in found[1] - found[0]}
+    return sorted(found[0] & found[1]), one_mode
+
+
+def _owned_mish(module: nn.Module) -> nn.Module | None:
+    """For a BatchNorm2d subclass that applies a Mish child of its own after normalizing (timm's
+    BatchNormAct2d and the like): that child. The rest of its children must be identities, and the
+    module must compute BatchNorm2d then Mish, checked on a probe in training and in eval mode on
+    copies (so its running statistics do not move)."""
+    if not isinstance(module, nn.BatchNorm2d) or type(module) is nn.BatchNorm2d or isinstance(module, BatchNormMish):
+        return None
+    children = list(module.children())
+    mish = [c for c in children if computes_mish(c)]
+    if len(mish) != 1 or any(not isinstance(c, nn.Identity) for c in children if c is not mish[0]):
+        return None
+    param = next(module.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    if device.type == "meta":
+        return None
+    generator = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, module.num_features, 3, 3, dtype=torch.float64, generator=generator) * 4).to(device)
+    for training in (True, False):
+        candidate = copy.deepcopy(module).double().train(training)
+        reference = nn.BatchNorm2d(
+            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, device=device
+        )
+        reference = reference.double().train(training)
+        with torch.no_grad():
+            for name, tensor in [*candidate.named_parameters(recurse=False), *candidate.named_buffers(recurse=False)]:
+                getattr(reference, name).copy_(tensor)
+        try:
+            with torch.no_grad():
+                same = torch.allclose(candidate(x), F.mish(reference(x)), rtol=1e-10, atol=1e-10)
+        except Exception:  # noqa: BLE001 - a module that cannot run the probe is not recognized
+            return None
+        if not same:
+            return None
+    return mish[0]
 
 
 def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     """Replace each ``BatchNorm2d`` whose output goes only to a Mish module by :class:`BatchNormMish`,
-    and that Mish module by a :class:`FusedMish` placeholder (an identity), in place. Returns ``model``.
+    and that Mish module by a :class:`FusedMish` placeholder (an identity), in place; and each
+    BatchNorm2d subclass that applies a Mish module of its own (timm's ``BatchNormAct2d``) by a
+    BatchNormMish. Returns ``model``.
 
     Halves what those layers keep for backward in eager training (one tensor instead of two; see
     BatchNormMish); the outputs are the same. Pairs are found by tracing the model with torch.fx in
@@ -205,24 +260,56 @@ def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     another consumer, or when a module is shared, called twice, or has hooks (a hook on the BatchNorm
     would see the Mish output). Modules FX cannot trace are searched child by child; a parent that
     cannot be traced is assumed not to call its children's submodules itself. State-dict keys do not
-    change. Logs each fusion (logger ``torch_mish.convert``).
+    change. Logs each fusion (logger ``torch_mish.convert``) and warns, with the reason, for each
+    BatchNorm -> Mish pair it leaves unfused.
 
     Fuse for training: :func:`unfuse_batchnorm_mish` restores the pairs before conv-BN folding,
     SyncBatchNorm conversion or any tool that looks for BatchNorm2d modules.
     """
     mish_modules = {id(m) for m in model.modules() if computes_mish(m)}
     paths_per_module = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
+    left: list[str] = []
+
+    def blocked(path: str, *modules: nn.Module) -> str | None:
+        if any(paths_per_module[id(m)] > 1 for m in modules):
+            return "a module is shared (registered at more than one path)"
+        if any(_has_hooks(m) for m in modules):
+            return "a module has hooks (they would see the fused output)"
+        return None
+
     fused = 0
-    for bn_path, act_path in _pairs_in_both_modes(model, mish_modules):
+    pairs, one_mode = _pairs_in_both_modes(model, mish_modules)
+    for bn_path, act_path in pairs:
         bn, act = model.get_submodule(bn_path), model.get_submodule(act_path)
-        if paths_per_module[id(bn)] > 1 or paths_per_module[id(act)] > 1 or _has_hooks(bn) or _has_hooks(act):
-            logger.info("fuse_batchnorm_mish: %s -> %s left alone: a module is shared or has hooks", bn_path, act_path)
+        reason = blocked(bn_path, bn, act)
+        if type(bn) is not nn.BatchNorm2d:  # subclasses (SyncBatchNorm, ...) may normalize differently
+            reason = f"{type(bn).__name__} is not fused, only nn.BatchNorm2d (fuse before SyncBatchNorm conversion)"
+        if reason:
+            left.append(f"{bn_path} -> {act_path}: {reason}")
             continue
         model.set_submodule(bn_path, BatchNormMish.from_batchnorm(bn))
         model.set_submodule(act_path, FusedMish(bn_path).train(act.training))
         logger.info("fused %s -> %s into BatchNormMish", bn_path, act_path)
         fused += 1
-    logger.info("fuse_batchnorm_mish: %d BatchNorm2d -> Mish pair(s) fused", fused)
+    for (bn_path, act_path), mode in sorted(one_mode.items()):
+        left.append(f"{bn_path} -> {act_path}: in {mode} mode the BatchNorm output also goes elsewhere")
+    for path, module in list(model.named_modules()):
+        if not path or _owned_mish(module) is None:
+            continue
+        reason = blocked(path, module, *module.children())
+        if reason:
+            left.append(f"{path} ({type(module).__name__}): {reason}")
+            continue
+        model.set_submodule(path, BatchNormMish.from_batchnorm(module, original=module))
+        logger.info("fused %s (%s) into BatchNormMish", path, type(module).__name__)
+        fused += 1
+    logger.info("fuse_batchnorm_mish: %d BatchNorm -> Mish pair(s) fused", fused)
+    if left:
+        warnings.warn(
+            f"fuse_batchnorm_mish left {len(left)} BatchNorm -> Mish pair(s) unfused:\n  " + "\n  ".join(left),
+            UserWarning,
+            stacklevel=2,
+        )
     return model
 
 
@@ -243,5 +330,9 @@ def unfuse_batchnorm_mish(model: nn.Module) -> nn.Module:
         model.set_submodule(placeholder.batchnorm, fused.to_batchnorm())
         model.set_submodule(path, Mish().train(placeholder.training))
         restored += 1
+    for path, module in list(model.named_modules()):
+        if isinstance(module, BatchNormMish) and module.original is not None:
+            model.set_submodule(path, module.to_original())
+            restored += 1
     logger.info("unfuse_batchnorm_mish: %d pair(s) restored", restored)
     return model

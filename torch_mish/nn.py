@@ -7,10 +7,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
+from torch_mish import _compat
 from torch_mish.functional import _is_compiling, _is_tracing, mish
 
 # The op behind BatchNormMish (csrc/ops/batch_norm_mish.cpp); its builtin directly, as in functional.py.
-_batch_norm_mish = getattr(torch.ops.mish.batch_norm_mish.default, "_op", torch.ops.mish.batch_norm_mish.default)
+_batch_norm_mish = _compat.op_builtin(torch.ops.mish.batch_norm_mish.default)
 
 
 class Mish(nn.Module):
@@ -66,12 +67,31 @@ class BatchNormMish(_NormBase):
         if input.dim() != 4:
             raise ValueError(f"expected 4D input (got {input.dim()}D input)")
 
+    # A module that applied BatchNorm then Mish itself (timm's BatchNormAct2d), for unfusing. Kept out of
+    # the module tree (a plain attribute), so state-dict keys stay BatchNorm2d's.
+    _original: nn.Module | None = None
+
     @classmethod
-    def from_batchnorm(cls, bn: nn.BatchNorm2d) -> BatchNormMish:
-        """A BatchNormMish holding ``bn``'s parameters and buffers (shared, not copied)."""
+    def from_batchnorm(cls, bn: nn.BatchNorm2d, original: nn.Module | None = None) -> BatchNormMish:
+        """A BatchNormMish holding ``bn``'s parameters and buffers (shared, not copied). ``original``:
+        the module to give back on unfusing when ``bn`` applied its own Mish."""
         fused = cls(bn.num_features, bn.eps, bn.momentum, bn.affine, bn.track_running_stats, device="meta")
         _share_state(bn, fused)
+        if original is not None:
+            fused.__dict__["_original"] = original
         return fused.train(bn.training)
+
+    @property
+    def original(self) -> nn.Module | None:
+        """The module this one replaced when that module applied its own Mish, else None."""
+        return self._original
+
+    def to_original(self) -> nn.Module:
+        """The replaced module back, holding this module's parameters and buffers (shared)."""
+        if self._original is None:
+            raise ValueError("this BatchNormMish replaced a BatchNorm2d -> Mish pair: use to_batchnorm()")
+        _share_state(self, self._original)
+        return self._original.train(self.training)
 
     def to_batchnorm(self) -> nn.BatchNorm2d:
         """The ``nn.BatchNorm2d`` half, holding this module's parameters and buffers (shared)."""

@@ -99,12 +99,12 @@ class Summary:
         )
 
     def table(self) -> str:
-        head = f"{'path':<34}{'where':<10}{'status':<10}{'ms':>9}{'max|err|':>11}  note"
+        head = f"{'path':<34}{'where':<10}{'status':<18}{'ms':>9}{'max|err|':>11}  note"
         lines = [head, "-" * len(head)]
         for r in self.rows:
             ms = f"{r['latency_ms']:.2f}" if r["latency_ms"] is not None else "-"
             err = f"{r['max_abs_err']:.2e}" if r["max_abs_err"] is not None else "-"
-            lines.append(f"{r['path']:<34}{r['where']:<10}{r['status']:<10}{ms:>9}{err:>11}  {r['note']}")
+            lines.append(f"{r['path']:<34}{r['where']:<10}{r['status']:<18}{ms:>9}{err:>11}  {r['note']}")
         return "\n".join(lines)
 
 
@@ -133,27 +133,19 @@ def tensorrt_part(
         for lowering in args.lowerings:
             summary.add(f"TensorRT ({lowering})", "-", "skipped", note="torch-tensorrt is not installed")
         return
-    torch_mish.allow_tensorrt_without_gpu()
-    import torch_tensorrt
+    import torch_mish.tensorrt as mt  # first: it imports torch_tensorrt on a GPU-less host too
 
-    import torch_mish.tensorrt as mt
-    from torch_mish.tensorrt.inspect import build_network, dry_run
-    from torch_mish.tensorrt.support import engine_runtime_unavailable_reason
+    torch_tensorrt = importlib.import_module("torch_tensorrt")
 
     tensorrt = importlib.import_module("tensorrt")  # after torch_tensorrt, which may alias tensorrt_rtx to it
-    logging.getLogger("torch_tensorrt").setLevel(logging.WARNING)  # its dry-run report goes to a file instead
+    logging.getLogger("torch_tensorrt").setLevel(logging.ERROR)
 
-    reason = engine_runtime_unavailable_reason()
+    reason = mt.engine_runtime_unavailable_reason()
     flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
     batch = x.shape[0]
-    spec = [
-        torch_tensorrt.Input(
-            min_shape=(1, *x.shape[1:]),
-            opt_shape=tuple(x.shape),
-            max_shape=(max(batch, 2) * 2, *x.shape[1:]),
-            dtype=x.dtype,
-        )
-    ]
+    spec = torch_tensorrt.Input(
+        min_shape=(1, *x.shape[1:]), opt_shape=tuple(x.shape), max_shape=(max(batch, 2) * 2, *x.shape[1:]), dtype=x.dtype
+    )
     for lowering in args.lowerings:
         name = f"TensorRT ({lowering})"
         try:
@@ -165,17 +157,29 @@ def tensorrt_part(
                     name, "GPU", "ran", ms, max_error(got, expected), f"{flavour}; saved yolo_trt_{lowering}.ep"
                 )
                 continue
-            report = dry_run(model, spec, str(out / f"dryrun_{lowering}.txt"), lowering=lowering)
-            note = (
-                f"{report.coverage:.0f}% of {report.total_ops} ops convert, {report.engines} engine; not run: {reason}"
-            )
             try:
-                built = build_network(model, spec, lowering=lowering)
-                engine = built.build_serialized_engine()
-                (out / f"yolo_{lowering}.engine").write_bytes(engine)
-                summary.add(name, "CPU", "built", note=f"{len(engine) / 2**20:.1f} MB engine ({flavour}); {note}")
-            except Exception as exc:  # noqa: BLE001 - report, keep going
-                summary.add(name, "CPU", "converted", note=f"{note}; engine not built: {str(exc).splitlines()[0]}")
+                report = mt.inspect.dry_run(model, spec, out / f"dryrun_{lowering}.txt", lowering=lowering)
+            except mt.PluginUnavailableError as exc:
+                summary.add(name, "CPU", "unsupported here", note=f"{flavour}: {str(exc).splitlines()[0]}")
+                continue
+            if not report.fully_converted:
+                summary.add(
+                    name, "CPU", "FAILED", note=f"{report.coverage:.0f}% of ops convert, {report.engines} engines"
+                )
+                continue
+            engine = report.network.build_serialized_engine()
+            (out / f"yolo_{lowering}.engine").write_bytes(engine)
+            ((shapes,),) = [list(p.values()) for p in report.network.profiles()] or [[None]]
+            profile = f"batch {shapes[0][0]}/{shapes[1][0]}/{shapes[2][0]} (min/opt/max)" if shapes else "static"
+            summary.add(
+                name,
+                "CPU",
+                "built",
+                note=(
+                    f"{len(engine) / 2**20:.1f} MB engine ({flavour}), {report.coverage:.0f}% of {report.total_ops} "
+                    f"ops, {report.mish_ops} Mish, 1 engine, profile {profile}; not run: {reason}"
+                ),
+            )
         except Exception as exc:  # noqa: BLE001
             traceback.print_exc()
             summary.add(name, "-", "FAILED", note=str(exc).splitlines()[0])
@@ -204,6 +208,9 @@ def main() -> None:
     image = args.image_size or default_image
     dtype = getattr(torch, args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
+    for stale in ("summary.json", "yolo.pt2", "yolo.onnx", "checkpoint.pt", "*.engine", "dryrun_*.txt", "*.ep"):
+        for path in args.out.glob(stale):  # a failed step must not leave a previous run's file behind
+            path.unlink()
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     summary = Summary()
     t0 = time.perf_counter()
@@ -260,13 +267,12 @@ def main() -> None:
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):
         import onnxruntime as ort
 
-        mish_onnx = importlib.import_module("torch_mish.onnx")
-
         cpu_model = copy.deepcopy(model).float().cpu()
         x_cpu = x.float().cpu()
         onnx_path = args.out / "yolo.onnx"
         try:
-            mish_onnx.export(cpu_model, (x_cpu,), onnx_path, dynamic_shapes=({0: batch_dim},))
+            # Plain torch.onnx.export: importing torch_mish registered the op with it.
+            torch.onnx.export(cpu_model, (x_cpu,), onnx_path, dynamic_shapes=({0: batch_dim},), external_data=False)
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
             feed = {session.get_inputs()[0].name: x_cpu.numpy()}
             with torch.no_grad():

@@ -12,6 +12,7 @@ from helpers import DEVICES, requires_cuda
 from torch import nn
 
 import torch_mish
+import torch_mish.functional
 
 
 def conv_bn_mish(device: str, inplace: bool = False) -> nn.Module:
@@ -28,7 +29,13 @@ def conv_bn_mish(device: str, inplace: bool = False) -> nn.Module:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("inplace", [False, True])
-def test_compile_fullgraph_matches_eager(device: str, inplace: bool, gen: torch.Generator) -> None:
+@pytest.mark.parametrize("as_aten", [True, False], ids=["aten-mish", "custom-op"])
+def test_compile_fullgraph_matches_eager(
+    device: str, inplace: bool, as_aten: bool, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both ways torch.compile can see Mish: aten.mish (the default) and the custom op
+    (TORCH_MISH_COMPILE_AS_ATEN=0), whose traced in-place form must save a copy of its input."""
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", as_aten)
     torch._dynamo.reset()
     model = conv_bn_mish(device, inplace)
     compiled = torch.compile(model, fullgraph=True)

@@ -14,9 +14,11 @@ from typing import Any
 
 import torch
 
+from torch_mish._plugin_identity import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+
 MIN_OPSET = 18  # ONNX Mish is a function op from opset 18 on (bfloat16 from 22)
-PLUGIN_DOMAIN = "torch_mish"
-PLUGIN_OP = "TorchMish"
+PLUGIN_DOMAIN = PLUGIN_NAMESPACE  # csrc/trt/plugin_identity.h
+PLUGIN_OP = PLUGIN_NAME
 
 
 def _plugin_schema() -> Any:
@@ -52,7 +54,7 @@ def _dynamo_translation(plugin: bool, opset: int) -> dict[Any, Any]:
         # TensorRT's ONNX parser looks unknown ops up in the plugin registry by op type, with
         # these two attributes naming the creator's version and namespace.
         return onnxscript.values.Op(custom, PLUGIN_OP, op_schema=_plugin_schema())(
-            x, plugin_version="1", plugin_namespace=PLUGIN_DOMAIN
+            x, plugin_version=PLUGIN_VERSION, plugin_namespace=PLUGIN_NAMESPACE
         )
 
     return {torch.ops.mish.mish.default: mish_plugin if plugin else mish_standard}

@@ -86,6 +86,9 @@ assert "site-packages" in str(pkg), f"imported torch_mish from {pkg}, not from t
 installed = {"torch_mish/" + p.relative_to(pkg).as_posix() for p in pkg.rglob("*") if p.is_file()}
 missing = sorted(set(expected_files.read_text().split()) - installed)
 assert not missing, f"{origin}: not installed: {missing}"
+info = torch_mish.build_info()
+shipped = sorted(p.name for p in (pkg / "lib").glob("*.so"))
+assert shipped == sorted(info["tensorrt_plugins"]), f"{origin}: lib/ holds {shipped}, the build made {info['tensorrt_plugins']}"
 
 have_trt = importlib.util.find_spec("torch_tensorrt") is not None
 if have_trt and not torch.cuda.is_available():

@@ -96,7 +96,8 @@ def test_setup_passes_the_resolved_list_to_torch_and_the_plugin(monkeypatch: pyt
         pytest.skip("needs nvcc and a CUDA build of torch (CUDA_HOME)")
     monkeypatch.setenv("CUDA_HOME", os.environ.get("CUDA_HOME", "/usr/local/cuda"))
     monkeypatch.setenv("TORCH_MISH_CUDA", "auto")
-    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "")  # unset for setup; restored (or removed) after the test
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", cpp_extension.CUDA_HOME)  # setup.resolve_cuda sets it
     fake_gpus(monkeypatch, [(8, 6)], ["sm_80", "sm_86", "sm_90"])
     monkeypatch.setattr(setup, "plugin_targets", lambda with_cuda, log: [])
     monkeypatch.setattr(setup, "log", lambda msg: None)

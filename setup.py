@@ -4,16 +4,20 @@ TensorRT plugin library.
 Knobs (environment variables):
   TORCH_MISH_CUDA        auto (default): CUDA kernels when nvcc and a CUDA build of torch are present;
                          1: require them; 0: CPU-only build.
-  TORCH_CUDA_ARCH_LIST   GPU architectures, torch's usual syntax ("8.0;9.0+PTX"). Default: the visible
-                         GPUs, or DEFAULT_ARCH_LIST when none is visible.
+  TORCH_CUDA_ARCH_LIST   GPU architectures ("8.0;9.0+PTX", ';' or space separated). Default: the visible
+                         GPUs, or csrc/cuda_arch.DEFAULT_ARCH_LIST when none is visible. Resolved once
+                         (csrc/cuda_arch.py) for the op and the TensorRT plugin, and recorded in
+                         torch_mish.build_info()["arch_list"].
   TORCH_MISH_DEBUG       1: -O0 -g (host) and -G (device).
   TENSORRT_INCLUDE_DIR   TensorRT include folder(s), os.pathsep-separated, one plugin library per
-                         TensorRT major version found (see csrc/trt/README.md).
+                         TensorRT major version found (see csrc/trt/README.md). Unset: $TENSORRT_ROOT/include,
+                         then the Debian/RPM package and tar archive locations (csrc/trt/build.py).
   MAX_JOBS               parallel compile jobs (default: CPU count).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -26,8 +30,39 @@ from setuptools import setup
 from torch.utils import cpp_extension
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))  # the build helpers in csrc/ live beside their sources
+
+from csrc.cuda_arch import resolve_arch_list  # noqa: E402
+from csrc.trt.build import build_plugins, plugin_targets  # noqa: E402
+
 PACKAGE = "torch_mish"
-DEFAULT_ARCH_LIST = "8.0;8.6;8.9;9.0;10.0;12.0+PTX"
+
+
+def limited_api() -> tuple[str, str]:
+    """The abi3 tag and Py_LIMITED_API value, both from pyproject.toml's requires-python (one truth)."""
+    text = (ROOT / "pyproject.toml").read_text()
+    match = re.search(r'^requires-python\s*=\s*">=\s*(\d+)\.(\d+)"', text, re.MULTILINE)
+    if match is None:
+        sys.exit('pyproject.toml: expected requires-python = ">=X.Y"')
+    major, minor = int(match.group(1)), int(match.group(2))
+    return f"cp{major}{minor}", f"0x{major:02X}{minor:02X}0000"
+
+
+def plugin_identity() -> dict[str, object]:
+    """The TensorRT plugin's name/version/namespace/format version from csrc/trt/plugin_identity.h."""
+    spec = importlib.util.spec_from_file_location("_torch_mish_plugin_identity", ROOT / PACKAGE / "_plugin_identity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.parse_header((ROOT / "csrc" / "trt" / "plugin_identity.h").read_text())
+
+
+def visible_gpus() -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
+    """Capabilities of the visible GPUs and the newest architecture this torch was compiled for."""
+    if not torch.cuda.is_available():
+        return [], None
+    caps = [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    sms = [int(re.sub(r"\D", "", a.split("_")[1])) for a in torch.cuda.get_arch_list() if a.startswith("sm_")]
+    return caps, (max((sm // 10, sm % 10) for sm in sms) if sms else None)
 
 
 def log(msg: str) -> None:
@@ -47,13 +82,14 @@ def nvcc_version(cuda_home: str) -> str | None:
     return match.group(1) if match else None
 
 
-def resolve_cuda() -> tuple[bool, str | None]:
-    """Decide whether to compile CUDA kernels; fail early on an inconsistent toolchain."""
+def resolve_cuda() -> tuple[bool, str | None, str | None]:
+    """Decide whether to compile CUDA kernels and for which architectures; fail early on an inconsistent
+    toolchain. Returns (CUDA kernels?, nvcc version, resolved arch list)."""
     mode = env_flag("TORCH_MISH_CUDA", "auto")
     if mode not in ("auto", "0", "1"):
         sys.exit(f"TORCH_MISH_CUDA must be auto, 0 or 1, got {mode!r}")
     if mode == "0":
-        return False, None
+        return False, None, None
     cuda_home = os.environ.get("CUDA_HOME") or cpp_extension.CUDA_HOME
     if not cuda_home and Path("/usr/local/cuda/bin/nvcc").exists():
         cuda_home = "/usr/local/cuda"
@@ -67,7 +103,7 @@ def resolve_cuda() -> tuple[bool, str | None]:
         if mode == "1":
             sys.exit("TORCH_MISH_CUDA=1 but " + " and ".join(problems))
         log("CUDA kernels skipped: " + " and ".join(problems))
-        return False, None
+        return False, None, None
     if nvcc.split(".")[0] != torch.version.cuda.split(".")[0]:
         sys.exit(
             f"CUDA mismatch: torch {torch.__version__} was built with CUDA {torch.version.cuda}, "
@@ -76,32 +112,39 @@ def resolve_cuda() -> tuple[bool, str | None]:
         )
     os.environ["CUDA_HOME"] = cuda_home
     cpp_extension.CUDA_HOME = cuda_home  # torch resolves it at import; keep both in agreement
-    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST  # torch cannot probe without a GPU
-    return True, nvcc
+    try:
+        arch_list = resolve_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), *visible_gpus())
+    except ValueError as exc:
+        sys.exit(str(exc))
+    # torch's extension builder compiles the op for exactly this list; the plugin gets the same string.
+    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
+    return True, nvcc, arch_list
 
 
-def write_build_info(with_cuda: bool, nvcc: str | None, trt_libs: dict[str, str]) -> None:
-    info = {
+def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_libs: dict[str, str]) -> dict:
+    """What torch_mish.build_info() will report; written by BuildExt once the build has succeeded."""
+    return {
         "torch_version": torch.__version__,
         "torch_cuda": torch.version.cuda,
         "cuda_kernels": with_cuda,
         "nvcc": nvcc,
-        "arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
+        "arch_list": arch_list,  # what the op's CUDA kernels and every plugin library were compiled for
         "tensorrt_plugins": sorted(trt_libs),
         "tensorrt_include_dirs": trt_libs,  # plugin library -> the TensorRT headers it was built with
+        **plugin_identity(),  # plugin_name, plugin_version, plugin_namespace, plugin_format_version
     }
+
+
+def write_build_info(package_dir: Path, info: dict) -> None:
     body = "".join(f"{k} = {v!r}\n" for k, v in info.items())
-    (ROOT / PACKAGE / "_build_info.py").write_text(
-        '"""Written by setup.py: what this build was made for."""\n\n' + body
-    )
+    (package_dir / "_build_info.py").write_text('"""Written by setup.py: what this build was made for."""\n\n' + body)
 
 
 def extension() -> cpp_extension.CppExtension:
-    with_cuda, nvcc = resolve_cuda()
+    with_cuda, nvcc, arch_list = resolve_cuda()
     debug = env_flag("TORCH_MISH_DEBUG", "0") == "1"
     cxx = ["-O0", "-g"] if debug else ["-O3"]
-    cxx += ["-DPy_LIMITED_API=0x03090000"]  # torch picks the C++ standard (C++20 since 2.10)
+    cxx += [f"-DPy_LIMITED_API={limited_api()[1]}"]  # torch picks the C++ standard (C++20 since 2.10)
     nvcc_flags = ["-O0", "-G", "-g"] if debug else ["-O3", "-lineinfo"]
     sources = [
         "csrc/ops/mish_schema.cpp",
@@ -112,16 +155,15 @@ def extension() -> cpp_extension.CppExtension:
     if with_cuda:
         sources += ["csrc/ops/mish_cuda.cpp", "csrc/kernels/mish_launch.cu"]
 
-    from csrc.trt.build import plugin_targets  # noqa: PLC0415 - build helper lives beside its sources
-
-    targets = plugin_targets(with_cuda)
+    targets = plugin_targets(with_cuda, log=log)
+    BuildExt.plugin_targets, BuildExt.arch_list = targets, arch_list
+    BuildExt.info = build_info(with_cuda, nvcc, arch_list, {t.library: str(t.include_dir) for t in targets})
     trt_libs = [t.library for t in targets]
     log(
         f"torch {torch.__version__} (CUDA {torch.version.cuda}), CUDA kernels: {with_cuda}"
-        + (f" (nvcc {nvcc}, arch list {os.environ.get('TORCH_CUDA_ARCH_LIST', 'visible GPUs')})" if with_cuda else "")
+        + (f" (nvcc {nvcc}, arch list {arch_list} for the op and the plugin)" if with_cuda else "")
         + f", debug: {debug}, TensorRT plugins: {trt_libs or 'none'}"
     )
-    write_build_info(with_cuda, nvcc, {t.library: str(t.include_dir) for t in targets})
     kind = cpp_extension.CUDAExtension if with_cuda else cpp_extension.CppExtension
     return kind(
         f"{PACKAGE}._C",
@@ -134,12 +176,17 @@ def extension() -> cpp_extension.CppExtension:
 class BuildExt(cpp_extension.BuildExtension):
     """torch's BuildExtension, plus the TensorRT plugin libraries (they link neither torch nor TensorRT)."""
 
+    # Set by extension(): what was resolved and printed is what gets built and recorded.
+    plugin_targets: list = []
+    arch_list: str | None = None
+    info: dict = {}
+
     def run(self) -> None:
         super().run()
-        from csrc.trt.build import build_plugins  # noqa: PLC0415
-
-        out_dir = ROOT / PACKAGE / "lib" if self.inplace else Path(self.build_lib) / PACKAGE / "lib"
-        build_plugins(out_dir, with_cuda=any(s.endswith(".cu") for e in self.extensions for s in e.sources), log=log)
+        package_dir = ROOT / PACKAGE if self.inplace else Path(self.build_lib) / PACKAGE
+        build_plugins(package_dir / "lib", self.plugin_targets, self.arch_list, log=log)
+        # Last, so that a failed build leaves the previous build's description with the previous library.
+        write_build_info(package_dir, self.info)
 
 
 if __name__ == "__main__":
@@ -147,9 +194,8 @@ if __name__ == "__main__":
         os.environ["MAX_JOBS"] = str(os.cpu_count() or 1)
     if shutil.which("ninja") is None:
         log("ninja not found: compiling serially (pip install ninja)")
-    sys.path.insert(0, str(ROOT))
     setup(
         ext_modules=[extension()],
         cmdclass={"build_ext": BuildExt.with_options(no_python_abi_suffix=True)},
-        options={"bdist_wheel": {"py_limited_api": "cp39"}},
+        options={"bdist_wheel": {"py_limited_api": limited_api()[0]}},
     )

@@ -38,15 +38,23 @@ if [ -n "$TORCH_TRT_SPEC" ] && ! "$PY" -c 'import importlib.util as u; exit(u.fi
 fi
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda; fi
-# TensorRT headers for the plugin: an installed SDK wins; otherwise the workspace's shared copies.
-if [ -z "${TENSORRT_INCLUDE_DIR:-}" ]; then
-  for d in "$ROOT/../shared/third_party/tensorrt-11.1/include" "$ROOT/../shared/third_party/tensorrt-10.16/include"; do
-    [ -f "$d/NvInfer.h" ] && TENSORRT_INCLUDE_DIR="${TENSORRT_INCLUDE_DIR:+$TENSORRT_INCLUDE_DIR:}$(cd "$d" && pwd)"
-  done
-  [ -n "${TENSORRT_INCLUDE_DIR:-}" ] && export TENSORRT_INCLUDE_DIR
-fi
+# TensorRT headers for the plugin: the build looks in TENSORRT_INCLUDE_DIR, $TENSORRT_ROOT/include and
+# where TensorRT's packages and archives install them, and prints what it found.
 
+# The build's whole output goes to a log; a failed build stops here and shows its errors, so nothing
+# runs against a previously compiled library.
 step "building torch_mish (pip install --no-build-isolation -e .)"
-(cd "$ROOT" && "$PY" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -e . 2>&1 \
-  | grep -E '^\[torch_mish build\]|error|Error|Successfully installed' || true)
+BUILD_LOG="$VENV/torch_mish-build.log"
+set +e
+(cd "$ROOT" && "$PY" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -v -e .) 2>&1 \
+  | tee "$BUILD_LOG" | grep --line-buffered -E '\[torch_mish build\]'
+build_status=${PIPESTATUS[0]}
+set -e
+if [ "$build_status" -ne 0 ]; then
+  printf '\nerror: the torch_mish build failed (exit status %s). Compiler errors:\n' "$build_status" >&2
+  grep -E '(error|Error)[: ]' "$BUILD_LOG" | grep -v -E 'subprocess-exited-with-error|^ *note:' | head -n 40 >&2 || true
+  printf '\nLast lines of the build log (%s):\n' "$BUILD_LOG" >&2
+  tail -n 30 "$BUILD_LOG" >&2
+  exit 1
+fi
 "$PY" -c 'import torch_mish; print("torch_mish build:", torch_mish.build_info())'

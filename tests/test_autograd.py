@@ -164,3 +164,60 @@ def test_mish_backward_affine_opcheck(device: str, gen: torch.Generator) -> None
             (torch.randn_like(x), xl, *per_channel),
             test_utils=("test_schema", "test_faketensor"),
         )
+
+
+def _backward_under_compiled_autograd(loss: torch.Tensor) -> None:
+    """loss.backward() with torch._dynamo.config.compiled_autograd on: the graph recorded by the eager
+    forward is captured by compiled autograd and compiled (the path DDP/FSDP take under compile)."""
+
+    def backward(loss: torch.Tensor) -> None:
+        loss.backward()
+
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    with torch._dynamo.config.patch(compiled_autograd=True):  # read when torch.compile wraps the function
+        torch.compile(backward, backend="aot_eager")(loss)
+    assert torch._dynamo.utils.counters["compiled_autograd"]["captures"] >= 1, "compiled autograd did not run"
+
+
+def _tiny_model(act: torch.nn.Module, gen: torch.Generator, device: str) -> torch.nn.Module:
+    torch.manual_seed(int(torch.randint(0, 2**31, (1,), generator=gen)))
+    return torch.nn.Sequential(torch.nn.Linear(8, 16), act, torch.nn.Linear(16, 1)).double().to(device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_autograd_matches_f_mish(device: str, gen: torch.Generator) -> None:
+    """MishBackward under compiled autograd: same gradients as nn.Mish's in float64."""
+    import copy
+
+    model = _tiny_model(torch_mish.Mish(), gen, device)
+    reference = torch_mish.revert_mish(copy.deepcopy(model))
+    x = random_inputs(32 * 8, gen).reshape(32, 8).to(device).requires_grad_()
+    xr = x.detach().clone().requires_grad_()
+    _backward_under_compiled_autograd(model(x).pow(2).sum())
+    reference(xr).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-12, atol=1e-14)
+    for p, pr in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, pr.grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_autograd_batch_norm_mish_matches_unfused(device: str, gen: torch.Generator) -> None:
+    """BatchNormMishBackward under compiled autograd: BatchNorm2d + F.mish's gradients in float64."""
+    fused = torch_mish.BatchNormMish(4).double().train()
+    with torch.no_grad():
+        fused.weight.uniform_(0.5, 1.5, generator=gen)
+        fused.bias.uniform_(-0.5, 0.5, generator=gen)
+    fused = fused.to(device)
+    bn = torch.nn.BatchNorm2d(4).double().train().to(device)
+    bn.load_state_dict(fused.state_dict())
+    x = torch.randn(3, 4, 5, 5, generator=gen, dtype=torch.float64).to(device).requires_grad_()
+    xr = x.detach().clone().requires_grad_()
+    g = torch.randn(3, 4, 5, 5, generator=gen, dtype=torch.float64).to(device)
+    y = fused(x)
+    assert y.grad_fn is not None and y.grad_fn.name() == "BatchNormMishBackward", "the fused path did not run"
+    _backward_under_compiled_autograd((y * g).sum())
+    (F.mish(bn(xr)) * g).sum().backward()
+    torch.testing.assert_close(x.grad, xr.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused.weight.grad, bn.weight.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(fused.bias.grad, bn.bias.grad, rtol=1e-10, atol=1e-12)

@@ -1,7 +1,8 @@
 """torch_mish: the Mish activation as a fused PyTorch custom operator (torch.ops.mish.*).
 
-Importing the package registers ``torch.ops.mish.mish``, ``mish_`` and ``_mish_backward`` with the
-dispatcher (CPU, and CUDA when built with it), their fake kernels and autograd.
+Importing the package registers the five operators ``torch.ops.mish.mish``, ``mish_``,
+``_mish_backward``, ``batch_norm_mish`` and ``_mish_backward_affine`` with the dispatcher (CPU, and CUDA
+when built with it), their fake kernels and autograd.
 """
 
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered

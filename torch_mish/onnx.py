@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from torch_mish import _compat
+from torch_mish._plugin_identity import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
 
 MISH_OPSET = 18  # ONNX Mish exists from opset 18 on
 BFLOAT16_MISH_OPSET = 22  # and takes bfloat16 from opset 22
@@ -70,10 +71,10 @@ def register_exporters() -> None:
 # --- the TensorRT plugin node ---------------------------------------------------------------------
 
 
-# The TensorRT plugin creator's name, version and namespace: the ONNX op type and its attributes.
-PLUGIN_OP = "TorchMish"
-PLUGIN_VERSION = "1"
-PLUGIN_DOMAIN = "torch_mish"
+# The TensorRT plugin creator's name, version and namespace (csrc/trt/plugin_identity.h): the ONNX op
+# type, its domain and its attributes.
+PLUGIN_OP = PLUGIN_NAME
+PLUGIN_DOMAIN = PLUGIN_NAMESPACE
 
 
 def _plugin_translation() -> Any:

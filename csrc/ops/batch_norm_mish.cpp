@@ -24,6 +24,7 @@
 #include <tuple>
 
 #include "autograd_node.h"
+#include "compiled_node.h"
 #include "mish_common.h"
 
 namespace mish::ops {
@@ -81,11 +82,47 @@ Forward forward_impl(const at::Tensor& x, const at::Tensor& weight, const at::Te
   return out;
 }
 
+// BatchNormMishBackward's computation as a function of its inputs: what eager apply() and compiled
+// autograd both run. reserve is cuDNN's reserve space, which its backward may overwrite: copy_reserve
+// hands it a copy, for graphs kept for another backward (retain_graph=True), as PyTorch's own
+// BatchNorm node does.
+variable_list batch_norm_mish_backward_apply(const variable_list& grads, const std::array<bool, 3>& mask,
+                                             const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                             const at::Tensor& mean, const at::Tensor& invstd,
+                                             const at::Tensor& reserve, bool copy_reserve, double eps) {
+  TORCH_CHECK(!at::GradMode::is_enabled(),
+              "batch_norm_mish does not support double backward (create_graph=True); use nn.BatchNorm2d "
+              "followed by torch_mish.Mish for that");
+  variable_list grad_inputs(3);
+  if (!grads[0].defined()) {
+    return grad_inputs;
+  }
+  // The kernel recomputes the BatchNorm output per element; the per-channel values go in the compute
+  // type (no-ops for the usual float32 parameters and statistics).
+  const at::ScalarType c = compute_type(x.scalar_type());
+  const at::Tensor grad_y = mish_backward_affine_op(grads[0], x, mean.to(c), invstd.to(c), weight.to(c), bias.to(c));
+  std::tie(grad_inputs[0], grad_inputs[1], grad_inputs[2]) = at::batch_norm_backward(
+      grad_y, x, weight, {}, {}, mean, invstd, /*update=*/true, eps, mask, copy_reserve ? reserve.clone() : reserve);
+  for (size_t i = 0; i < mask.size(); ++i) {
+    if (!mask[i]) grad_inputs[i] = at::Tensor();  // cuDNN computes all three whatever the mask
+  }
+  return grad_inputs;
+}
+
+// Compiled autograd's entry: packed = {mask[0..2], x, weight, bias, mean, invstd, reserve, eps}. It
+// always copies the reserve space: whether the graph will be kept is not known when it is captured
+// (on the CPU the reserve space is empty).
+variable_list batch_norm_mish_backward_functional(const variable_list& grads, const std::vector<c10::IValue>& p) {
+  const std::array<bool, 3> mask = {p.at(0).toBool(), p.at(1).toBool(), p.at(2).toBool()};
+  return batch_norm_mish_backward_apply(grads, mask, p.at(3).toTensor(), p.at(4).toTensor(), p.at(5).toTensor(),
+                                        p.at(6).toTensor(), p.at(7).toTensor(), p.at(8).toTensor(),
+                                        /*copy_reserve=*/true, p.at(9).toDouble());
+}
+
 struct BatchNormMishBackward : public torch::autograd::Node {
   SavedVariable input_, weight_, bias_, mean_, invstd_, reserve_;
   double eps_ = 0.0;
-  // cuDNN's BatchNorm backward may write to its reserve space: a graph kept for another backward
-  // (retain_graph=True) hands it a copy, as PyTorch's own BatchNorm node does.
+  // False once the engine says this is the graph's last backward: no copy of the reserve space then.
   bool retain_variables_ = true;
 
   void will_release_variables() override { retain_variables_ = false; }
@@ -94,31 +131,10 @@ struct BatchNormMishBackward : public torch::autograd::Node {
 
   variable_list apply(variable_list&& grads) override {
     const std::lock_guard<std::mutex> lock(mutex_);
-    TORCH_CHECK(!at::GradMode::is_enabled(),
-                "batch_norm_mish does not support double backward (create_graph=True); use nn.BatchNorm2d "
-                "followed by torch_mish.Mish for that");
-    variable_list grad_inputs(3);
-    if (!grads[0].defined()) {
-      return grad_inputs;
-    }
-    const at::Tensor x = input_.unpack();
-    const at::Tensor weight = weight_.unpack();
-    const at::Tensor mean = mean_.unpack();
-    const at::Tensor invstd = invstd_.unpack();
-    // The kernel recomputes the BatchNorm output per element; the per-channel values go in the compute
-    // type (no-ops for the usual float32 parameters and statistics).
-    const at::ScalarType c = compute_type(x.scalar_type());
-    const at::Tensor grad_y =
-        mish_backward_affine_op(grads[0], x, mean.to(c), invstd.to(c), weight.to(c), bias_.unpack().to(c));
     const std::array<bool, 3> mask = {task_should_compute_output(0), task_should_compute_output(1),
                                       task_should_compute_output(2)};
-    const at::Tensor reserve = retain_variables_ ? reserve_.unpack().clone() : reserve_.unpack();
-    std::tie(grad_inputs[0], grad_inputs[1], grad_inputs[2]) =
-        at::batch_norm_backward(grad_y, x, weight, {}, {}, mean, invstd, /*update=*/true, eps_, mask, reserve);
-    for (size_t i = 0; i < mask.size(); ++i) {
-      if (!mask[i]) grad_inputs[i] = at::Tensor();  // cuDNN computes all three whatever the mask
-    }
-    return grad_inputs;
+    return batch_norm_mish_backward_apply(grads, mask, input_.unpack(), weight_.unpack(), bias_.unpack(),
+                                          mean_.unpack(), invstd_.unpack(), reserve_.unpack(), retain_variables_, eps_);
   }
 
   void release_variables() override {
@@ -126,6 +142,34 @@ struct BatchNormMishBackward : public torch::autograd::Node {
     for (SavedVariable* v : {&input_, &weight_, &bias_, &mean_, &invstd_, &reserve_}) {
       v->reset_data();
     }
+  }
+
+  void compiled_args(CompiledNodeArgs& args) const override {
+    for (const SavedVariable* v : {&input_, &weight_, &bias_, &mean_, &invstd_, &reserve_}) {
+      args.collect(*v, /*is_output=*/false);
+    }
+    args.collect(eps_);
+  }
+
+  variable_list apply_with_saved(const variable_list& grads, SwapSavedVariables& saved) override {
+    for (SavedVariable* v : {&input_, &weight_, &bias_, &mean_, &invstd_, &reserve_}) {
+      saved.before(*v);
+    }
+    saved.before(eps_);
+    static const CompiledFunctional functional(
+        "torch_mish_BatchNormMishBackward", &batch_norm_mish_backward_functional,
+        {c10::BoolType::get(), c10::BoolType::get(), c10::BoolType::get(), c10::TensorType::get(),
+         c10::TensorType::get(), c10::TensorType::get(), c10::TensorType::get(), c10::TensorType::get(),
+         c10::TensorType::get(), c10::FloatType::get()});
+    variable_list result = functional.call(
+        *this, saved, grads,
+        {task_should_compute_output(0), task_should_compute_output(1), task_should_compute_output(2), input_.unpack(),
+         weight_.unpack(), bias_.unpack(), mean_.unpack(), invstd_.unpack(), reserve_.unpack(), eps_});
+    for (SavedVariable* v : {&input_, &weight_, &bias_, &mean_, &invstd_, &reserve_}) {
+      saved.after(*v);
+    }
+    saved.after(eps_);
+    return result;
   }
 };
 

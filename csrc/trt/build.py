@@ -1,5 +1,8 @@
 """Build the TensorRT plugin libraries (called from setup.py; plain nvcc, no torch, no libnvinfer).
 
+TensorRT headers: TENSORRT_INCLUDE_DIR (os.pathsep-separated) when set, else $TENSORRT_ROOT/include,
+then where TensorRT's Debian/RPM packages and tar archives put them. The build says what it found.
+
 One library per TensorRT major version whose headers are found, since ILogger / IPluginRegistry
 changed layout between 10.x and 11.x: lib/libtorch_mish_trt<major>.so. The Mish kernel object is
 compiled once and linked into each.
@@ -7,23 +10,32 @@ compiled once and linked into each.
 
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from csrc.cuda_arch import gencode_flags
+
 HERE = Path(__file__).resolve().parent
 CSRC = HERE.parent
-# Where TensorRT SDKs and distribution packages usually put NvInfer.h.
-DEFAULT_INCLUDE_DIRS = (
+# Where TensorRT's packages and archives put NvInfer.h, searched when TENSORRT_INCLUDE_DIR is unset
+# (after $TENSORRT_ROOT/include): Debian/Ubuntu packages (libnvinfer-dev), RPM packages, and the usual
+# places the tar archive (TensorRT-<version>/include) is unpacked to.
+SYSTEM_INCLUDE_DIRS = (
     "/usr/include/x86_64-linux-gnu",
     "/usr/include/aarch64-linux-gnu",
+    "/usr/include/sbsa-linux-gnu",
+    "/usr/include",
     "/usr/local/tensorrt/include",
-    "/opt/tensorrt/include",
     "/usr/local/TensorRT/include",
+    "/opt/tensorrt/include",
+    "/opt/TensorRT/include",
 )
+TAR_GLOBS = ("/usr/local/TensorRT-*/include", "/opt/TensorRT-*/include", "~/TensorRT-*/include")
 
 
 @dataclass(frozen=True)
@@ -45,14 +57,28 @@ def tensorrt_major(include_dir: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def plugin_targets(with_cuda: bool) -> list[PluginTarget]:
-    """The plugin libraries this build will make: one per TensorRT major version found."""
+def candidate_include_dirs(environ: Mapping[str, str] = os.environ) -> tuple[list[str], str, bool]:
+    """Folders to search for TensorRT headers, where the list came from, and whether the user named them."""
+    explicit = environ.get("TENSORRT_INCLUDE_DIR")
+    if explicit:
+        return [e for e in explicit.split(os.pathsep) if e], "TENSORRT_INCLUDE_DIR", True
+    dirs = []
+    if environ.get("TENSORRT_ROOT"):
+        dirs.append(str(Path(environ["TENSORRT_ROOT"]) / "include"))
+    dirs += SYSTEM_INCLUDE_DIRS
+    for pattern in TAR_GLOBS:
+        dirs += sorted(glob.glob(os.path.expanduser(pattern)), reverse=True)  # newest version first
+    return dirs, "$TENSORRT_ROOT/include and the system locations", False
+
+
+def plugin_targets(with_cuda: bool, log: Callable[[str], None] = lambda _: None) -> list[PluginTarget]:
+    """The plugin libraries this build will make: one per TensorRT major version found (first found wins)."""
     if not with_cuda:
+        log("TensorRT plugin skipped: it needs the CUDA kernels")
         return []
-    explicit = os.environ.get("TENSORRT_INCLUDE_DIR")
-    candidates = explicit.split(os.pathsep) if explicit else DEFAULT_INCLUDE_DIRS
+    candidates, source, explicit = candidate_include_dirs()
     targets: dict[int, PluginTarget] = {}
-    for entry in filter(None, candidates):
+    for entry in candidates:
         path = Path(entry).expanduser().resolve()
         major = tensorrt_major(path)
         if major is None:
@@ -60,28 +86,30 @@ def plugin_targets(with_cuda: bool) -> list[PluginTarget]:
                 raise SystemExit(f"TENSORRT_INCLUDE_DIR entry {entry} has no NvInfer.h / NvInferVersion.h")
             continue
         if major < 10:
-            raise SystemExit(f"TensorRT headers in {path} are version {major}: the plugin needs IPluginV3 (10.0+)")
-        targets.setdefault(major, PluginTarget(path, major))
+            if explicit:
+                raise SystemExit(f"TensorRT headers in {path} are version {major}: the plugin needs IPluginV3 (10.0+)")
+            log(f"TensorRT {major} headers in {path} ignored: the plugin needs IPluginV3 (TensorRT 10.0+)")
+            continue
+        if major in targets:
+            log(f"TensorRT {major} headers in {path} ignored: already using {targets[major].include_dir}")
+            continue
+        targets[major] = PluginTarget(path, major)
+        log(f"TensorRT {major} headers found in {path} (from {source})")
+    if not targets:
+        log(
+            f"TensorRT plugin skipped: no TensorRT 10+ headers (NvInfer.h) in {source} ("
+            + ", ".join(candidates)
+            + "); set TENSORRT_INCLUDE_DIR to the TensorRT include folder(s)"
+        )
     return sorted(targets.values(), key=lambda t: t.major)
 
 
-def gencode_flags(arch_list: str) -> list[str]:
-    flags = []
-    for arch in filter(None, re.split(r"[;\s]+", arch_list)):
-        ptx = arch.endswith("+PTX")
-        num = arch.removesuffix("+PTX").replace(".", "")
-        flags.append(f"-gencode=arch=compute_{num},code=sm_{num}")
-        if ptx:
-            flags.append(f"-gencode=arch=compute_{num},code=compute_{num}")
-    return flags
-
-
-def build_plugins(out_dir: Path, with_cuda: bool, log: Callable[[str], None]) -> list[Path]:
-    targets = plugin_targets(with_cuda)
+def build_plugins(out_dir: Path, targets: list[PluginTarget], arch_list: str, log: Callable[[str], None]) -> list[Path]:
+    """Compile the plugin libraries for ``arch_list``: the list setup.py resolved for the torch op too."""
     if not targets:
         return []
     nvcc = str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc")
-    arch = gencode_flags(os.environ.get("TORCH_CUDA_ARCH_LIST", "9.0+PTX"))
+    arch = gencode_flags(arch_list)
     debug = os.environ.get("TORCH_MISH_DEBUG") == "1"
     common = ["-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden", *(["-G", "-g"] if debug else ["-O3"])]
     build_dir = CSRC.parent / "build" / "trt"

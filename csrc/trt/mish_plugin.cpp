@@ -5,6 +5,7 @@
 #include <cstring>
 #include <exception>
 #include <string>
+#include <type_traits>
 
 #include "kernels/mish_launch.h"
 
@@ -51,6 +52,18 @@ std::string describe(DataType t) {
   }
 }
 
+// Called from a catch (...) block: logs the exception being handled. Each noexcept method wraps its
+// whole body in try { ... } catch (...) { caught(where); } and then returns its failure value.
+void caught(char const* where) noexcept {
+  try {
+    throw;
+  } catch (std::exception const& e) {
+    log_error(std::string(where) + ": " + e.what());
+  } catch (...) {
+    log_error(std::string(where) + ": unknown exception");
+  }
+}
+
 bool check_io(int32_t nbInputs, int32_t nbOutputs, char const* where) {
   if (nbInputs == 1 && nbOutputs == 1) return true;
   log_error(std::string(where) + ": expected 1 input and 1 output, got " + std::to_string(nbInputs) + " and " +
@@ -75,117 +88,208 @@ void log_error(std::string const& message) noexcept {
   }
 }
 
+void log_error(char const* message) noexcept {
+  try {
+    log_error(std::string(message != nullptr ? message : "<null>"));
+  } catch (...) {
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // MishPlugin
+
+static_assert(!std::is_copy_constructible_v<MishPlugin> && !std::is_copy_assignable_v<MishPlugin>,
+              "a member-wise copy would share the PluginField pointers: clone() builds from parameters");
 
 MishPlugin::MishPlugin() : mSerialField(kFormatVersionField, nullptr, nvinfer1::PluginFieldType::kINT32, 1) {}
 
 nvinfer1::IPluginCapability* MishPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
-  switch (type) {
-    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+  try {
+    switch (type) {
+      case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+      case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+      case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
+    }
+    log_error("getCapabilityInterface: unknown capability " + std::to_string(static_cast<int32_t>(type)));
+  } catch (...) {
+    caught("getCapabilityInterface");
   }
   return nullptr;
 }
 
 nvinfer1::IPluginV3* MishPlugin::clone() noexcept {
   try {
-    return new MishPlugin(*this);
-  } catch (std::exception const& e) {
-    log_error(std::string("clone failed: ") + e.what());
+    // A new plugin from the parameters, never a member-wise copy: mSerialField / mSerialFields hold
+    // pointers into the object that filled them.
+    return new MishPlugin();
   } catch (...) {
-    log_error("clone failed");
+    caught("clone");
   }
   return nullptr;
 }
 
+char const* MishPlugin::getPluginName() const noexcept {
+  try {
+    return kPluginName;
+  } catch (...) {
+    caught("getPluginName");
+  }
+  return nullptr;
+}
+
+char const* MishPlugin::getPluginVersion() const noexcept {
+  try {
+    return kPluginVersion;
+  } catch (...) {
+    caught("getPluginVersion");
+  }
+  return nullptr;
+}
+
+char const* MishPlugin::getPluginNamespace() const noexcept {
+  try {
+    return kPluginNamespace;
+  } catch (...) {
+    caught("getPluginNamespace");
+  }
+  return nullptr;
+}
+
+int32_t MishPlugin::getNbOutputs() const noexcept {
+  try {
+    return 1;
+  } catch (...) {
+    caught("getNbOutputs");
+  }
+  return -1;
+}
+
 int32_t MishPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
                                     nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept {
-  if (!check_io(nbInputs, nbOutputs, "configurePlugin") || in == nullptr || out == nullptr) return -1;
-  if (!supported_type(in[0].desc.type) || out[0].desc.type != in[0].desc.type) {
-    log_error("configurePlugin: unsupported input/output types " + describe(in[0].desc.type) + "/" +
-              describe(out[0].desc.type) + " (supported: kFLOAT, kHALF, kBF16, output = input)");
-    return -1;
+  try {
+    if (!check_io(nbInputs, nbOutputs, "configurePlugin") || in == nullptr || out == nullptr) return -1;
+    if (!supported_type(in[0].desc.type) || out[0].desc.type != in[0].desc.type) {
+      log_error("configurePlugin: unsupported input/output types " + describe(in[0].desc.type) + "/" +
+                describe(out[0].desc.type) + " (supported: kFLOAT, kHALF, kBF16, output = input)");
+      return -1;
+    }
+    return 0;
+  } catch (...) {
+    caught("configurePlugin");
   }
-  return 0;
+  return -1;
 }
 
 int32_t MishPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
                                        int32_t nbInputs) const noexcept {
-  if (!check_io(nbInputs, nbOutputs, "getOutputDataTypes") || outputTypes == nullptr || inputTypes == nullptr) {
-    return -1;
+  try {
+    if (!check_io(nbInputs, nbOutputs, "getOutputDataTypes") || outputTypes == nullptr || inputTypes == nullptr) {
+      return -1;
+    }
+    if (!supported_type(inputTypes[0])) {
+      log_error("input type " + describe(inputTypes[0]) + " is not supported (kFLOAT, kHALF, kBF16)");
+      return -1;
+    }
+    outputTypes[0] = inputTypes[0];
+    return 0;
+  } catch (...) {
+    caught("getOutputDataTypes");
   }
-  if (!supported_type(inputTypes[0])) {
-    log_error("input type " + describe(inputTypes[0]) + " is not supported (kFLOAT, kHALF, kBF16)");
-    return -1;
-  }
-  outputTypes[0] = inputTypes[0];
-  return 0;
+  return -1;
 }
 
 int32_t MishPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
                                     nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/,
                                     nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
                                     nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
-  if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
-  outputs[0] = inputs[0];  // elementwise: any rank, dynamic dimensions pass through
-  return 0;
+  try {
+    if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
+    outputs[0] = inputs[0];  // elementwise: any rank, dynamic dimensions pass through
+    return 0;
+  } catch (...) {
+    caught("getOutputShapes");
+  }
+  return -1;
 }
 
 bool MishPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
                                            int32_t nbInputs, int32_t nbOutputs) noexcept {
-  if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
-  nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
-  if (desc.format != TensorFormat::kLINEAR) return false;
-  return pos == 0 ? supported_type(desc.type) : desc.type == inOut[0].desc.type;
+  try {
+    if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
+    nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
+    if (desc.format != TensorFormat::kLINEAR) return false;
+    return pos == 0 ? supported_type(desc.type) : desc.type == inOut[0].desc.type;
+  } catch (...) {
+    caught("supportsFormatCombination");
+  }
+  return false;
 }
 
 int32_t MishPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                                   nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept {
-  if (!check_io(nbInputs, nbOutputs, "onShapeChange") || in == nullptr || out == nullptr) return -1;
-  if (!supported_type(in[0].type) || out[0].type != in[0].type || in[0].format != TensorFormat::kLINEAR) {
-    log_error("onShapeChange: unsupported type/format " + describe(in[0].type));
-    return -1;
+  try {
+    if (!check_io(nbInputs, nbOutputs, "onShapeChange") || in == nullptr || out == nullptr) return -1;
+    if (!supported_type(in[0].type) || out[0].type != in[0].type || in[0].format != TensorFormat::kLINEAR) {
+      log_error("onShapeChange: unsupported type/format " + describe(in[0].type));
+      return -1;
+    }
+    if (volume(in[0].dims) != volume(out[0].dims)) {
+      log_error("onShapeChange: input and output element counts differ");
+      return -1;
+    }
+    return 0;
+  } catch (...) {
+    caught("onShapeChange");
   }
-  if (volume(in[0].dims) != volume(out[0].dims)) {
-    log_error("onShapeChange: input and output element counts differ");
-    return -1;
-  }
-  return 0;
+  return -1;
 }
 
 int32_t MishPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
                             void const* const* inputs, void* const* outputs, void* /*workspace*/,
                             cudaStream_t stream) noexcept {
-  if (inputDesc == nullptr || outputDesc == nullptr || inputs == nullptr || outputs == nullptr) return -1;
-  mish::DType dtype{};
-  if (!to_kernel_dtype(inputDesc[0].type, dtype) || outputDesc[0].type != inputDesc[0].type) {
-    log_error("enqueue: unsupported type " + describe(inputDesc[0].type));
-    return -1;
+  try {
+    if (inputDesc == nullptr || outputDesc == nullptr || inputs == nullptr || outputs == nullptr) return -1;
+    mish::DType dtype{};
+    if (!to_kernel_dtype(inputDesc[0].type, dtype) || outputDesc[0].type != inputDesc[0].type) {
+      log_error("enqueue: unsupported type " + describe(inputDesc[0].type));
+      return -1;
+    }
+    int64_t const n = volume(inputDesc[0].dims);
+    if (n < 0) {
+      log_error("enqueue: unresolved input dimensions");
+      return -1;
+    }
+    cudaError_t const err = mish::launch_forward(dtype, inputs[0], outputs[0], n, stream);
+    if (err != cudaSuccess) {
+      log_error(std::string("enqueue: kernel launch failed: ") + cudaGetErrorString(err));
+      return -1;
+    }
+    return 0;
+  } catch (...) {
+    caught("enqueue");
   }
-  int64_t const n = volume(inputDesc[0].dims);
-  if (n < 0) {
-    log_error("enqueue: unresolved input dimensions");
-    return -1;
-  }
-  cudaError_t const err = mish::launch_forward(dtype, inputs[0], outputs[0], n, stream);
-  if (err != cudaSuccess) {
-    log_error(std::string("enqueue: kernel launch failed: ") + cudaGetErrorString(err));
-    return -1;
-  }
-  return 0;
+  return -1;
 }
 
 nvinfer1::IPluginV3* MishPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept {
-  return clone();  // no per-context resources
+  try {
+    return clone();  // no per-context resources
+  } catch (...) {
+    caught("attachToContext");
+  }
+  return nullptr;
 }
 
 nvinfer1::PluginFieldCollection const* MishPlugin::getFieldsToSerialize() noexcept {
-  mSerialField.data = &mFormatVersion;
-  mSerialFields.nbFields = 1;
-  mSerialFields.fields = &mSerialField;
-  return &mSerialFields;
+  try {
+    mSerialField.data = &mFormatVersion;
+    mSerialFields.nbFields = 1;
+    mSerialFields.fields = &mSerialField;
+    return &mSerialFields;
+  } catch (...) {
+    caught("getFieldsToSerialize");
+  }
+  return nullptr;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,6 +298,42 @@ nvinfer1::PluginFieldCollection const* MishPlugin::getFieldsToSerialize() noexce
 MishPluginCreator::MishPluginCreator() : mField(kFormatVersionField, nullptr, nvinfer1::PluginFieldType::kINT32, 1) {
   mFieldNames.nbFields = 1;
   mFieldNames.fields = &mField;
+}
+
+nvinfer1::PluginFieldCollection const* MishPluginCreator::getFieldNames() noexcept {
+  try {
+    return &mFieldNames;
+  } catch (...) {
+    caught("getFieldNames");
+  }
+  return nullptr;
+}
+
+char const* MishPluginCreator::getPluginName() const noexcept {
+  try {
+    return kPluginName;
+  } catch (...) {
+    caught("getPluginName");
+  }
+  return nullptr;
+}
+
+char const* MishPluginCreator::getPluginVersion() const noexcept {
+  try {
+    return kPluginVersion;
+  } catch (...) {
+    caught("getPluginVersion");
+  }
+  return nullptr;
+}
+
+char const* MishPluginCreator::getPluginNamespace() const noexcept {
+  try {
+    return kPluginNamespace;
+  } catch (...) {
+    caught("getPluginNamespace");
+  }
+  return nullptr;
 }
 
 nvinfer1::IPluginV3* MishPluginCreator::createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
@@ -229,10 +369,8 @@ nvinfer1::IPluginV3* MishPluginCreator::createPlugin(char const* name, nvinfer1:
       return nullptr;
     }
     return new MishPlugin();
-  } catch (std::exception const& e) {
-    log_error(std::string("createPlugin failed: ") + e.what());
   } catch (...) {
-    log_error("createPlugin failed");
+    caught("createPlugin");
   }
   return nullptr;
 }
@@ -243,15 +381,22 @@ nvinfer1::IPluginV3* MishPluginCreator::createPlugin(char const* name, nvinfer1:
 // declares them, and the library is built with hidden visibility, so export them explicitly.
 extern "C" {
 
-__attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFinder* finder) {
+__attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFinder* finder) noexcept {
   mish::trt::gLoggerFinder.store(finder);
 }
 
-__attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(int32_t& nbCreators) {
-  static mish::trt::MishPluginCreator creator;
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-  nbCreators = 1;
-  return creators;
+__attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(
+    int32_t& nbCreators) noexcept {
+  nbCreators = 0;
+  try {
+    static mish::trt::MishPluginCreator creator;
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
+    nbCreators = 1;
+    return creators;
+  } catch (...) {
+    mish::trt::log_error("getCreators failed");
+  }
+  return nullptr;
 }
 
 }  // extern "C"

@@ -1,6 +1,10 @@
 // TensorRT IPluginV3 for Mish: one input, one output of the same type and shape, linear format,
 // float32/float16/bfloat16. It runs mish::launch_forward, the launcher the torch op uses.
 //
+// Every method TensorRT calls is noexcept and runs its body inside try/catch (mish_plugin.cpp), strings
+// included: an exception reaching TensorRT would end the process. Failures are logged and reported
+// through the return value (-1, false or nullptr).
+//
 // Links neither libtorch nor libnvinfer: TensorRT finds it through getCreators() (exported by
 // mish_plugin.cpp) when the library is loaded with IPluginRegistry::loadLibrary, trtexec
 // --dynamicPlugins or trt.get_plugin_registry().load_library().
@@ -10,14 +14,9 @@
 
 #include <string>
 
-namespace mish::trt {
+#include "plugin_identity.h"
 
-constexpr char const* kPluginName = "TorchMish";
-constexpr char const* kPluginVersion = "1";
-constexpr char const* kPluginNamespace = "torch_mish";
-// Serialized-field schema version: bump when fields change; createPlugin refuses other versions.
-constexpr int32_t kFormatVersion = 1;
-constexpr char const* kFormatVersionField = "format_version";
+namespace mish::trt {
 
 class MishPlugin final : public nvinfer1::IPluginV3,
                          public nvinfer1::IPluginV3OneCore,
@@ -25,7 +24,10 @@ class MishPlugin final : public nvinfer1::IPluginV3,
                          public nvinfer1::IPluginV3OneRuntime {
  public:
   MishPlugin();
-  MishPlugin(MishPlugin const&) = default;
+  // No copies: the serialization fields point into the object that owns them. clone() builds a new
+  // plugin from the parameters (there are none besides the format version, which is a constant).
+  MishPlugin(MishPlugin const&) = delete;
+  MishPlugin& operator=(MishPlugin const&) = delete;
   ~MishPlugin() override = default;
 
   // IPluginV3
@@ -33,9 +35,9 @@ class MishPlugin final : public nvinfer1::IPluginV3,
   nvinfer1::IPluginV3* clone() noexcept override;
 
   // IPluginV3OneCore
-  char const* getPluginName() const noexcept override { return kPluginName; }
-  char const* getPluginVersion() const noexcept override { return kPluginVersion; }
-  char const* getPluginNamespace() const noexcept override { return kPluginNamespace; }
+  char const* getPluginName() const noexcept override;
+  char const* getPluginVersion() const noexcept override;
+  char const* getPluginNamespace() const noexcept override;
 
   // IPluginV3OneBuild
   int32_t configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
@@ -47,7 +49,7 @@ class MishPlugin final : public nvinfer1::IPluginV3,
                           nvinfer1::IExprBuilder& exprBuilder) noexcept override;
   bool supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut, int32_t nbInputs,
                                  int32_t nbOutputs) noexcept override;
-  int32_t getNbOutputs() const noexcept override { return 1; }
+  int32_t getNbOutputs() const noexcept override;
 
   // IPluginV3OneRuntime
   int32_t onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs, nvinfer1::PluginTensorDesc const* out,
@@ -67,13 +69,15 @@ class MishPlugin final : public nvinfer1::IPluginV3,
 class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
  public:
   MishPluginCreator();
+  MishPluginCreator(MishPluginCreator const&) = delete;  // mFieldNames points at mField
+  MishPluginCreator& operator=(MishPluginCreator const&) = delete;
 
   nvinfer1::IPluginV3* createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
                                     nvinfer1::TensorRTPhase phase) noexcept override;
-  nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override { return &mFieldNames; }
-  char const* getPluginName() const noexcept override { return kPluginName; }
-  char const* getPluginVersion() const noexcept override { return kPluginVersion; }
-  char const* getPluginNamespace() const noexcept override { return kPluginNamespace; }
+  nvinfer1::PluginFieldCollection const* getFieldNames() noexcept override;
+  char const* getPluginName() const noexcept override;
+  char const* getPluginVersion() const noexcept override;
+  char const* getPluginNamespace() const noexcept override;
 
  private:
   nvinfer1::PluginField mField;
@@ -82,5 +86,6 @@ class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
 
 // Reports through TensorRT's logger when the runtime gave us one (setLoggerFinder), else stderr.
 void log_error(std::string const& message) noexcept;
+void log_error(char const* message) noexcept;
 
 }  // namespace mish::trt

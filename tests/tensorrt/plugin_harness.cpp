@@ -1,7 +1,8 @@
 // Test harness for the TorchMish plugin library without a TensorRT runtime: it loads the library
 // the way IPluginRegistry::loadLibrary does (dlopen + getCreators + setLoggerFinder), and exposes
-// the plugin's lifecycle to Python (ctypes) one call at a time. Built by tests/tensorrt/conftest.py:
-// with g++ on the CPU (build-time API), with nvcc on a GPU (enqueue too).
+// the plugin's lifecycle to Python (ctypes) one call at a time. Built by tests/tensorrt/conftest.py
+// with g++ on every machine: it is host code that needs only the CUDA headers (for cudaStream_t). On a
+// GPU, enqueue gets its device pointers and stream from torch; the kernels are in the plugin library.
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
 

@@ -7,14 +7,16 @@ from pathlib import Path
 
 import tensorrt as trt
 
+from torch_mish import _plugin_identity
 from torch_mish.tensorrt.support import is_tensorrt_rtx
 
 logger = logging.getLogger("torch_mish.tensorrt")
 
-PLUGIN_NAME = "TorchMish"
-PLUGIN_VERSION = "1"
-PLUGIN_NAMESPACE = "torch_mish"
-FORMAT_VERSION = 1  # the plugin's serialized-field version (csrc/trt/mish_plugin.h)
+# Defined once, in csrc/trt/plugin_identity.h (read at build time into torch_mish/_build_info.py).
+PLUGIN_NAME = _plugin_identity.PLUGIN_NAME
+PLUGIN_VERSION = _plugin_identity.PLUGIN_VERSION
+PLUGIN_NAMESPACE = _plugin_identity.PLUGIN_NAMESPACE
+FORMAT_VERSION = _plugin_identity.FORMAT_VERSION  # the plugin's serialized-field version
 
 _LIB_DIR = Path(__file__).resolve().parent.parent / "lib"
 _loaded: dict[str, object] = {}

@@ -649,23 +649,27 @@ class Yolo(DarknetLayer):
 
     def decode(self, x: Tensor, net_h: int, net_w: int) -> Tensor:
         """(N, A*H*W, 5+C): cx, cy, w, h in input pixels, objectness, class scores; rows ordered by
-        anchor (mask order), grid row, grid column."""
-        t = self._activate(self.split(x))
-        n, a, h, w, _ = t.shape
-        gx = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, w)
-        gy = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, h, 1)
-        anchors = self.anchors.to(x.dtype)
-        aw, ah = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)
-        cx = (gx + t[..., 0]) * (net_w / w)
-        cy = (gy + t[..., 1]) * (net_h / h)
+        anchor (mask order), grid row, grid column. Whole-tensor ops, few of them: at small batch
+        sizes the decode's cost is its kernel launches."""
+        n, _, h, w = x.shape
+        a, k = self.num_anchors, 5 + self.classes
+        t = x.view(n, a, k, h, w)
         if self.new_coords:
-            bw = t[..., 2] * t[..., 2] * 4 * aw
-            bh = t[..., 3] * t[..., 3] * 4 * ah
+            act = t
+            wh = t[:, :, 2:4].square() * 4
         else:
-            bw = torch.exp(t[..., 2]) * aw
-            bh = torch.exp(t[..., 3]) * ah
-        boxes = torch.stack([cx, cy, bw, bh], -1)
-        return torch.cat([boxes, t[..., 4:]], -1).reshape(n, a * h * w, 5 + self.classes)
+            act = torch.sigmoid(t)  # entries 2:4 unused
+            wh = torch.exp(t[:, :, 2:4])
+        xy = act[:, :, :2]
+        s = self.scale_x_y
+        if s != 1:
+            xy = xy * s - 0.5 * (s - 1)
+        gx = torch.arange(w, dtype=x.dtype, device=x.device).view(1, 1, 1, 1, w)
+        gy = torch.arange(h, dtype=x.dtype, device=x.device).view(1, 1, 1, h, 1)
+        cx = (xy[:, :, :1] + gx) * (net_w / w)
+        cy = (xy[:, :, 1:] + gy) * (net_h / h)
+        wh = wh * self.anchors.to(x.dtype).view(1, a, 2, 1, 1)
+        return torch.cat([cx, cy, wh, act[:, :, 4:]], 2).permute(0, 1, 3, 4, 2).reshape(n, a * h * w, k)
 
     def describe(self) -> str:
         anchors = ", ".join(f"{w:g}x{h:g}" for w, h in (self.all_anchors[m] for m in self.mask))

@@ -154,19 +154,21 @@ class Darknet(nn.Module):
         net_h, net_w = x.shape[2], x.shape[3]
         outputs: list[Tensor | None] = [None] * len(self.layers)
         heads: list[Tensor] = []
+        keep = self._keep
         for i, layer in enumerate(self.layers):
-            sources = [outputs[j] for j in layer.sources]
             if isinstance(layer, L.Route):
-                x = layer(*sources)
+                x = layer(*[outputs[j] for j in layer.sources])
             elif isinstance(layer, L.Yolo):
                 heads.append(x)
                 if self._yolo_output_used[i]:
                     x = layer(x)
+            elif layer.sources:
+                x = layer(x, *[outputs[j] for j in layer.sources])
             else:
-                x = layer(x, *sources)
-                if isinstance(layer, L.Dropout) and self.training and i > 0 and self._keep[i - 1]:
+                x = layer(x)
+                if self.training and i > 0 and keep[i - 1] and isinstance(layer, L.Dropout):
                     outputs[i - 1] = x  # darknet drops in place: the previous layer's output changes too
-            if self._keep[i]:
+            if keep[i]:
                 outputs[i] = x
         if not heads:
             return x

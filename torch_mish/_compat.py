@@ -46,6 +46,13 @@ def is_exporting() -> bool:
     return torch.compiler.is_exporting() if flag is None else bool(flag)
 
 
+def below_autograd() -> Any:
+    """``torch._C._AutoDispatchBelowAutograd()``: run an op's kernels without its Autograd kernel
+    (what an autograd kernel registered in Python must do to call the op it wraps). torch.library's
+    public ``register_autograd`` does not take ops that mutate their input, such as ``mish_``."""
+    return torch._C._AutoDispatchBelowAutograd()
+
+
 # --- torch.onnx's dynamo exporter -----------------------------------------------------------------
 # The exporter offers no public way to register a translation for every export: only a per-call
 # ``custom_translation_table``. Its built-in table is filled from the torchlib registry's

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from torch_mish import _compat
+
 _lib = torch.library.Library("mish", "FRAGMENT")
 
 
@@ -92,7 +94,7 @@ class _MishInplace(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x.clone())
-        with torch._C._AutoDispatchBelowAutograd():
+        with _compat.below_autograd():
             torch.ops.mish.mish_(x)
         ctx.mark_dirty(x)
         return x
@@ -107,7 +109,7 @@ def _mish_inplace_autograd(x: torch.Tensor) -> None:
     if torch.is_grad_enabled() and x.requires_grad:
         _MishInplace.apply(x)
         return
-    with torch._C._AutoDispatchBelowAutograd():
+    with _compat.below_autograd():
         torch.ops.mish.mish_(x)
 
 

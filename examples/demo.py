@@ -1,13 +1,15 @@
-"""torch_mish end to end on a YOLOv4-CSP-style detector: the main job.
+"""torch_mish end to end on a darknet YOLO detector: the main job.
 
-A user's model with a hand-written Mish is converted to the fused op, trained a few steps on
-synthetic data, checked against nn.Mish on the same weights, exported (torch.export, ONNX: run in
-onnxruntime), and lowered to TensorRT in both lowerings — compiled and run where a TensorRT runtime
-can run engines, otherwise converted and built into engines on the CPU with what is installed
-(TensorRT-RTX), saying exactly what was skipped and why. Artifacts and summary.json go to --out.
+A darknet cfg (default: yolov4-csp, 112 Mish layers; optional trained --weights) is built with
+torch_mish.darknet, trained a few steps on synthetic data, checked against nn.Mish on the same
+weights, exported (torch.export, and plain torch.onnx.export run in onnxruntime), and lowered to
+TensorRT in both lowerings: compiled and run where a TensorRT runtime can run engines, otherwise built
+into engines on the CPU with what is installed (TensorRT-RTX), saying exactly what was skipped and
+why. Artifacts and summary.json go to --out.
 
-    python examples/demo.py                      # CPU: tiny model; GPU: full size
-    python examples/demo.py --model-size full --device cuda --dtype bfloat16 --steps 20
+    python examples/demo.py                                  # CPU: yolov4-csp at 128x128
+    python examples/demo.py --cfg yolov4-tiny --image-size 256
+    python examples/demo.py --device cuda --dtype bfloat16 --steps 20 --weights yolov4-csp.weights
 """
 
 from __future__ import annotations
@@ -29,20 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import torch_mish
-from torch_mish.models import YOLOv4CSP, count_layers
+from torch_mish.darknet import PACKAGED_CFGS, Darknet, packaged_cfg
+from torch_mish.models import count_layers
 
-SIZES = {  # width, depth, image size
-    "tiny": (0.125, 0.34, 128),
-    "small": (0.5, 0.67, 320),
-    "full": (1.0, 1.0, 512),
-}
-
-
-class HandwrittenMish(nn.Module):
-    """The Mish module of the public YOLOv4 PyTorch code bases: what users arrive with."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.tanh(F.softplus(x))
+CPU_IMAGE_SIZE = 128  # on a CPU the demo runs small; on a GPU at the cfg's own size
 
 
 def progress(items: Iterable[Any], total: int, desc: str) -> Iterable[Any]:
@@ -194,8 +186,15 @@ def main() -> None:
         choices=["float32", "float16", "bfloat16"],
         help="inference dtype for the comparisons and TensorRT (training uses bf16 autocast on GPU)",
     )
-    parser.add_argument("--model-size", choices=list(SIZES), help="default: full on GPU, tiny on CPU")
-    parser.add_argument("--image-size", type=int, help="default: by model size")
+    parser.add_argument(
+        "--cfg",
+        default="yolov4-csp",
+        help=f"a darknet .cfg path or a packaged one ({', '.join(c.removesuffix('.cfg') for c in PACKAGED_CFGS)})",
+    )
+    parser.add_argument("--weights", type=Path, help="darknet .weights for the cfg (default: random initialization)")
+    parser.add_argument(
+        "--image-size", type=int, help=f"square input size, a multiple of 32 (default: the cfg's on GPU, {CPU_IMAGE_SIZE} on CPU)"
+    )
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="training steps")
     parser.add_argument("--lowering", default="both", choices=["native", "plugin", "both"])
@@ -203,9 +202,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args()
     args.lowerings = ["native", "plugin"] if args.lowering == "both" else [args.lowering]
-    size = args.model_size or ("full" if args.device == "cuda" else "tiny")
-    width, depth, default_image = SIZES[size]
-    image = args.image_size or default_image
+    cfg = Path(args.cfg) if Path(args.cfg).suffix == ".cfg" and Path(args.cfg).exists() else packaged_cfg(args.cfg)
     dtype = getattr(torch, args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in ("summary.json", "yolo.pt2", "yolo.onnx", "checkpoint.pt", "*.engine", "dryrun_*.txt", "*.ep"):
@@ -217,19 +214,20 @@ def main() -> None:
     print(
         f"torch_mish {torch_mish.__version__} | torch {torch.__version__} | device {args.device}"
         + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else "")
-        + f" | model {size} (width {width}, depth {depth}) | image {image} | out {args.out}"
+        + f" | cfg {cfg.name} | out {args.out}"
     )
 
-    step("1/6 build the user's model (hand-written Mish) and convert it to torch_mish")
+    step(f"1/6 build {cfg.name} with torch_mish.darknet" + (f", load {args.weights}" if args.weights else ""))
     torch.manual_seed(0)
-    original = YOLOv4CSP(width=width, depth=depth, act=HandwrittenMish)
+    model = Darknet(cfg)
+    if args.weights:
+        model.load_darknet_weights(args.weights)
     if args.checkpoint:
-        original.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
-    convs, _ = count_layers(original)
-    n_hand = sum(isinstance(m, HandwrittenMish) for m in original.modules())
-    model = torch_mish.convert_mish(copy.deepcopy(original)).to(args.device)
-    n_ours = count_layers(model, (torch_mish.Mish,))[1]
-    print(f"    {convs} convolutions; replaced {n_ours} of {n_hand} hand-written Mish modules")
+        model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
+    image = args.image_size or (max(model.height, model.width) if args.device == "cuda" else CPU_IMAGE_SIZE)
+    convs, n_mish = count_layers(model, (torch_mish.Mish,))
+    model = model.to(args.device)
+    print(f"    {convs} convolutions, {n_mish} torch_mish.Mish layers, {len(model.yolo_layers)} [yolo] heads; image {image}")
 
     step(f"2/6 train {args.steps} steps on synthetic data" + (" (bf16 autocast)" if args.device == "cuda" else ""))
     losses = train(model, args, image)

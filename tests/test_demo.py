@@ -1,4 +1,4 @@
-"""The main job (examples/demo.py) end to end on a tiny model: it must finish and report every path."""
+"""The main job (examples/demo.py) end to end on yolov4-csp at 64x64: it must finish and report every path."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ def test_demo_runs_and_reports(tmp_path) -> None:  # noqa: ANN001
         str(ROOT / "examples" / "demo.py"),
         "--device",
         "cpu",
-        "--model-size",
-        "tiny",
         "--steps",
         "1",
         "--image-size",
@@ -30,10 +28,12 @@ def test_demo_runs_and_reports(tmp_path) -> None:  # noqa: ANN001
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     rows = {r["path"]: r for r in summary["rows"]}
-    assert rows["PyTorch eager, torch_mish"]["max_abs_err"] < 1e-5
+    # Absolute errors of decoded boxes in input pixels (up to ~100), after 112 float32 Mish layers that each
+    # differ from nn.Mish by a few 1e-7 relative.
+    assert rows["PyTorch eager, torch_mish"]["max_abs_err"] < 1e-4
     assert rows["torch.export (reloaded)"]["status"] == "ran"
     assert all(r["status"] != "FAILED" for r in rows.values()), rows
-    assert rows["ONNX in onnxruntime"]["status"] == "ran" and rows["ONNX in onnxruntime"]["max_abs_err"] < 1e-4
+    assert rows["ONNX in onnxruntime"]["status"] == "ran" and rows["ONNX in onnxruntime"]["max_abs_err"] < 1e-3
     native, plugin = rows["TensorRT (native)"], rows["TensorRT (plugin)"]
     if importlib.util.find_spec("torch_tensorrt") is None:
         assert native["status"] == plugin["status"] == "skipped", rows

@@ -136,7 +136,10 @@ def tensorrt_part(
     flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
     batch = x.shape[0]
     spec = torch_tensorrt.Input(
-        min_shape=(1, *x.shape[1:]), opt_shape=tuple(x.shape), max_shape=(max(batch, 2) * 2, *x.shape[1:]), dtype=x.dtype
+        min_shape=(1, *x.shape[1:]),
+        opt_shape=tuple(x.shape),
+        max_shape=(max(batch, 2) * 2, *x.shape[1:]),
+        dtype=x.dtype,
     )
     for lowering in args.lowerings:
         name = f"TensorRT ({lowering})"
@@ -193,7 +196,9 @@ def main() -> None:
     )
     parser.add_argument("--weights", type=Path, help="darknet .weights for the cfg (default: random initialization)")
     parser.add_argument(
-        "--image-size", type=int, help=f"square input size, a multiple of 32 (default: the cfg's on GPU, {CPU_IMAGE_SIZE} on CPU)"
+        "--image-size",
+        type=int,
+        help=f"square input size, a multiple of 32 (default: the cfg's on GPU, {CPU_IMAGE_SIZE} on CPU)",
     )
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=5, help="training steps")
@@ -227,7 +232,10 @@ def main() -> None:
     image = args.image_size or (max(model.height, model.width) if args.device == "cuda" else CPU_IMAGE_SIZE)
     convs, n_mish = count_layers(model, (torch_mish.Mish,))
     model = model.to(args.device)
-    print(f"    {convs} convolutions, {n_mish} torch_mish.Mish layers, {len(model.yolo_layers)} [yolo] heads; image {image}")
+    print(
+        f"    {convs} convolutions, {n_mish} torch_mish.Mish layers, {len(model.yolo_layers)} [yolo] heads;"
+        f" image {image}"
+    )
 
     step(f"2/6 train {args.steps} steps on synthetic data" + (" (bf16 autocast)" if args.device == "cuda" else ""))
     losses = train(model, args, image)

@@ -190,14 +190,18 @@ def test_fuse_batchnorm_mish_searches_inside_untraceable_modules(gen: torch.Gene
     torch.testing.assert_close(model(x), reference(x), rtol=1e-5, atol=1e-6)
 
 
-class FeatureInEval(nn.Module):
-    """Returns the BatchNorm output as an extra feature in eval mode only: unsafe to fuse, which a
-    trace in training mode alone would not show."""
+class BatchNormThenMish(nn.Module):
+    """A BatchNorm2d and a Mish module; subclasses decide how forward uses them."""
 
     def __init__(self) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(4)
         self.act = torch_mish.Mish()
+
+
+class FeatureInEval(BatchNormThenMish):
+    """Returns the BatchNorm output as an extra feature in eval mode only: unsafe to fuse, which a
+    trace in training mode alone would not show."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         y = self.bn(x)
@@ -214,14 +218,12 @@ class BatchNormTwice(nn.Module):
         return self.act(self.bn(self.bn(x)))
 
 
-class SharedMishModule(nn.Module):
+class SharedMishModule(BatchNormThenMish):
     """One Mish module registered under two names, applied once: fusing would leave the other name
     pointing at a module that no longer runs."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(4)
-        self.act = torch_mish.Mish()
         self.alias = self.act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,7 +252,15 @@ def _hooked(on: int, kind: str) -> nn.Module:
         (lambda: _hooked(0, "backward"), "hooks"),
         (BatchNormTwice, None),  # not a pair at all: the BatchNorm runs twice
     ],
-    ids=["eval-only-feature", "mish-registered-twice", "bn-hook", "mish-hook", "mish-pre-hook", "bn-backward-hook", "bn-twice"],
+    ids=[
+        "eval-only-feature",
+        "mish-registered-twice",
+        "bn-hook",
+        "mish-hook",
+        "mish-pre-hook",
+        "bn-backward-hook",
+        "bn-twice",
+    ],
 )
 def test_fuse_batchnorm_mish_leaves_unsafe_pairs_and_says_why(make, reason: str | None) -> None:  # noqa: ANN001
     model = make().train()

@@ -34,7 +34,6 @@ def test_autocast_runs_in_the_dtype_it_receives(device: str, gen: torch.Generato
     assert_mish_close(y32, mish_reference(x))
 
 
-
 @pytest.mark.parametrize("inplace", [False, True])
 def test_functional_scripts_like_f_mish(inplace: bool, gen: torch.Generator) -> None:
     """torch.jit.script compiles torch_mish.mish (as it does F.mish) into the custom op."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import DEVICES, assert_mish_close, mish_reference, random_inputs, requires_cuda
+from helpers import DEVICES, requires_cuda
 from torch import nn
 
 import torch_mish

@@ -108,7 +108,9 @@ def test_bfloat16_below_opset_22_runs_in_float32(tmp_path: Path, dynamo: bool, o
     assert op_types(path).count("Cast") >= 2
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     bits = x.view(torch.int16).numpy().view("uint16")
-    feed = {session.get_inputs()[0].name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, onnx.TensorProto.BFLOAT16)}
+    feed = {
+        session.get_inputs()[0].name: ort.OrtValue.ortvalue_from_numpy_with_onnx_type(bits, onnx.TensorProto.BFLOAT16)
+    }
     y = torch.from_numpy(session.run_with_ort_values(None, feed)[0].numpy())
     # A float32 Mish rounded once to bfloat16: half a bfloat16 ulp (2**-9 relative) from float64, one ulp
     # (2**-8) where float32's own error moves a value across a rounding boundary.

@@ -10,9 +10,13 @@ from collections.abc import Iterator
 
 import torch
 
-_lock = threading.RLock()
-_depth = 0
-_saved: tuple[object, object] | None = None
+
+class _Patch:
+    """How many contexts are open, and torch.cuda's own functions while they are."""
+
+    lock = threading.RLock()
+    depth = 0
+    saved: tuple[object, object] | None = None
 
 
 @contextlib.contextmanager
@@ -30,24 +34,23 @@ def allow_tensorrt_without_gpu() -> Iterator[bool]:
             import torch_tensorrt
             torch_tensorrt.dynamo.compile(program, arg_inputs=inputs, dryrun=True)
     """
-    global _depth, _saved
     if torch.cuda.is_available():
         yield False
         return
-    with _lock:
-        if _depth == 0:
-            _saved = (torch.cuda.get_device_capability, torch.cuda.current_device)
+    with _Patch.lock:
+        if _Patch.depth == 0:
+            _Patch.saved = (torch.cuda.get_device_capability, torch.cuda.current_device)
             torch.cuda.get_device_capability = _no_capability  # type: ignore[assignment]
             torch.cuda.current_device = _device_zero  # type: ignore[assignment]
-        _depth += 1
+        _Patch.depth += 1
     try:
         yield True
     finally:
-        with _lock:
-            _depth -= 1
-            if _depth == 0 and _saved is not None:
-                torch.cuda.get_device_capability, torch.cuda.current_device = _saved  # type: ignore[assignment]
-                _saved = None
+        with _Patch.lock:
+            _Patch.depth -= 1
+            if _Patch.depth == 0 and _Patch.saved is not None:
+                torch.cuda.get_device_capability, torch.cuda.current_device = _Patch.saved  # type: ignore[assignment]
+                _Patch.saved = None
 
 
 def _no_capability(device: object = None) -> tuple[int, int]:

@@ -23,7 +23,7 @@ _is_tracing = _compat.is_tracing
 _is_exporting = _compat.is_exporting
 
 
-def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: PLR0911 - one return per path
     """Mish activation, ``x * tanh(softplus(x))``, as one fused kernel.
 
     A drop-in for :func:`torch.nn.functional.mish`: same signature, output in the input's dtype and

@@ -78,8 +78,8 @@ PLUGIN_DOMAIN = PLUGIN_NAMESPACE
 
 
 def _plugin_translation() -> Any:
-    from onnx.defs import OpSchema
     import onnxscript
+    from onnx.defs import OpSchema
 
     name, version, namespace = PLUGIN_OP, PLUGIN_VERSION, PLUGIN_DOMAIN
     string = OpSchema.AttrType.STRING
@@ -123,7 +123,9 @@ def export(
     """
     if plugin:
         if kwargs.get("dynamo", True) is False:
-            raise ValueError("plugin=True needs the dynamo exporter: the TorchScript exporter (dynamo=False) is not supported")
+            raise ValueError(
+                "plugin=True needs the dynamo exporter: the TorchScript exporter (dynamo=False) is not supported"
+            )
         table = dict(kwargs.pop("custom_translation_table", None) or {})
         table[torch.ops.mish.mish.default] = _plugin_translation()
         kwargs["custom_translation_table"] = table

@@ -85,4 +85,6 @@ def test_layer_types_count_the_network(trt) -> None:  # noqa: ANN001
 
     built = build_network(nn.Sequential(nn.Conv2d(3, 4, 3), torch_mish.Mish()).eval(), torch.randn(1, 3, 8, 8))
     types = built.layer_types()
-    assert types.get("ACTIVATION") == 2 and types.get("ELEMENTWISE", 0) >= 1 and sum(types.values()) == len(built.layers())
+    assert (
+        types.get("ACTIVATION") == 2 and types.get("ELEMENTWISE", 0) >= 1 and sum(types.values()) == len(built.layers())
+    )

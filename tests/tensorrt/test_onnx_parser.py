@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tensorrt_helpers import mish_chains
 from torch import nn
 
 import torch_mish
-from tensorrt_helpers import mish_chains
 
 pytest.importorskip("onnxscript", reason="onnxscript is not installed")
 

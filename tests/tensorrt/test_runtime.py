@@ -103,3 +103,27 @@ def test_engine_inspector_shows_fused_mish(trt_runtime, tmp_path) -> None:  # no
     (tmp_path / "layers.json").write_text(json.dumps(names, indent=1))
     assert fused, names[:20]
     assert not lone, lone[:5]
+
+
+def test_min_one_profile_runs_batch_one(trt_runtime) -> None:  # noqa: ANN001
+    """Input(min_shape=(1, ...)): the engine's profile has min 1 (whatever torch-tensorrt's warning
+    says about 2) and it runs batch 1 and the max batch."""
+    import torch_tensorrt
+
+    import torch_mish.tensorrt as mt
+    from torch_mish.tensorrt.inspect import build_network
+
+    model, _ = model_and_input(torch.float16)
+    spec = torch_tensorrt.Input(
+        min_shape=(1, 3, 128, 128), opt_shape=(2, 3, 128, 128), max_shape=(4, 3, 128, 128), dtype=torch.float16
+    )
+    engine_bytes = build_network(model, spec, lowering="native").build_serialized_engine()
+    engine = trt_runtime.Runtime(trt_runtime.Logger(trt_runtime.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
+    name = engine.get_tensor_name(0)
+    assert tuple(engine.get_tensor_profile_shape(name, 0)[0]) == (1, 3, 128, 128)
+    compiled = mt.compile(model, [spec], lowering="native")
+    for batch in (1, 4):
+        x = torch.randn(batch, 3, 128, 128, device="cuda", dtype=torch.float16)
+        with torch.no_grad():
+            for e, g in zip(model(x), compiled(x), strict=True):
+                torch.testing.assert_close(g, e, rtol=3e-2, atol=3e-2)

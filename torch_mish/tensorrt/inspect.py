@@ -51,7 +51,9 @@ def as_input_list(inputs: Inputs) -> list[InputSpec]:
 
 def as_trt_inputs(inputs: Inputs) -> list[torch_tensorrt.Input]:
     """Inputs as ``torch_tensorrt.Input`` (a tensor gives a static Input of its shape and dtype)."""
-    return [i if isinstance(i, torch_tensorrt.Input) else torch_tensorrt.Input.from_tensor(i) for i in as_input_list(inputs)]
+    return [
+        i if isinstance(i, torch_tensorrt.Input) else torch_tensorrt.Input.from_tensor(i) for i in as_input_list(inputs)
+    ]
 
 
 @dataclass

@@ -399,6 +399,23 @@ def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys
 
 
 @needs_onnx
+def test_a_failure_after_writing_leaves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exporter has written its file when the check after it fails: exit 1, and no output or
+    temporary file is left."""
+
+    def fail(path: Path) -> dict[str, int]:
+        assert path.stat().st_size > 0 and path != tmp_path / "m.onnx"  # written, under a temporary name
+        raise RuntimeError("check failed")
+
+    monkeypatch.setattr(cli, "count_onnx_mish", fail)
+    code, _, err = run(["export", "test_cli:small_model", "--image-size", "8", "-o", str(tmp_path / "m.onnx")], capsys)
+    assert code == 1 and "check failed" in err and len(err.strip().splitlines()) == 1
+    assert files(tmp_path) == set()
+
+
+@needs_onnx
 def test_precision_and_lowering_it_cannot_honour(
     trt: ModuleType, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

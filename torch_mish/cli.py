@@ -90,7 +90,7 @@ def step_bar(console: Console, names: Sequence[str]) -> Iterator[Callable[[], No
 
 def quiet_libraries(verbose: bool) -> None:
     level = logging.INFO if verbose else logging.ERROR
-    for name in ("torch_tensorrt", "torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "torch_mish"):
+    for name in ("torch", "torch_tensorrt", "torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "torch_mish"):
         logging.getLogger(name).setLevel(level)
     if not verbose:
         warnings.filterwarnings("ignore")
@@ -384,11 +384,33 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 # --- TensorRT helpers -----------------------------------------------------------------------------
 
 
-def import_tensorrt() -> tuple[Any, Any]:
+@contextlib.contextmanager
+def silent_fds(console: Console) -> Iterator[None]:
+    """Mute file descriptors 1 and 2 (what C++ libraries print at import), unless --verbose."""
+    if console.verbose or "torch_mish.tensorrt" in sys.modules:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def import_tensorrt(console: Console) -> tuple[Any, Any]:
     """(torch_mish.tensorrt, tensorrt): the first registers the converters and the plugin library and
     aliases tensorrt_rtx to tensorrt where torch-tensorrt-rtx is installed."""
     try:
-        import torch_mish.tensorrt as mt
+        with silent_fds(console):
+            import torch_mish.tensorrt as mt
     except ImportError as exc:
         raise RuntimeError(str(exc).splitlines()[0]) from None
     import tensorrt as trt
@@ -472,13 +494,11 @@ class Built:
 def build_from_model(
     src: str, args: argparse.Namespace, console: Console, *, engine: bool, advance: Callable[[], None]
 ) -> Built:
-    import torch
-
-    mt, trt = import_tensorrt()
-    import torch_tensorrt
-
     batch = batch_from_args(args)
     precision = precision_of(args)
+    mt, trt = import_tensorrt(console)
+    import torch_tensorrt
+
     source = load_source(src, args, console)
     dtype = torch_dtype(precision)
     model = source.model.to(dtype)
@@ -531,11 +551,10 @@ def build_from_model(
         "profiles": profiles_json(network.profiles()),
         "tensorrt": {"module": trt.__name__, "version": trt.__version__},
         "build_seconds": round(time.perf_counter() - start, 3),
-        "plugin_library": plugin_library(mt) if coverage.lowering == "plugin" else None,
+        "plugin_library": plugin_library(mt) if coverage.lowering == "plugin" and coverage.mish_ops else None,
         "runtime": runtime_note(mt, trt),
         "dry_run_text": coverage.text if getattr(args, "show_dry_run", False) else None,
     }
-    del torch
     return Built(network.network, network, report, data)
 
 
@@ -552,11 +571,10 @@ def profiles_json(profiles: list[dict[str, tuple[tuple[int, ...], ...]]]) -> lis
     ]
 
 
-def build_from_onnx(
+def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
     src: str, args: argparse.Namespace, console: Console, *, engine: bool, advance: Callable[[], None]
-) -> Built:  # noqa: PLR0912 - input checks, one message each
+) -> Built:
     path = check_exists(src)
-    mt, trt = import_tensorrt()
     batch = batch_from_args(args)
     precision = precision_of(args)
     image = parse_image_size(args.image_size)
@@ -565,6 +583,7 @@ def build_from_onnx(
             "--lowering applies to model sources; an ONNX file's Mish lowering is fixed at export "
             "(torch-mish export --plugin for TorchMish nodes)"
         )
+    mt, trt = import_tensorrt(console)
     counts = count_onnx_mish(path)
     if counts["TorchMish"]:
         mt.load_plugin()  # raises PluginUnavailableError: exit 2 with its message
@@ -592,10 +611,7 @@ def build_from_onnx(
         for i in range(network.num_inputs):
             t = network.get_input(i)
             dims = list(t.shape)
-            if (
-                dtype_name(t.dtype).lower()
-                not in {"float32": "float", "float16": "half", "bfloat16": "bf16"}[precision]
-            ):
+            if dtype_name(t.dtype) != {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16"}[precision]:
                 raise UsageError(
                     f"{src}: the ONNX input {t.name} is {dtype_name(t.dtype)}; an engine is strongly typed, so "
                     f"{precision} needs an ONNX file exported in it (torch-mish export --dtype {precision})"
@@ -735,7 +751,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 def inspect_engine(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     path = check_exists(args.src)
-    mt, trt = import_tensorrt()
+    mt, trt = import_tensorrt(console)
     reason = mt.engine_runtime_unavailable_reason()
     if reason is not None:
         raise RuntimeError(
@@ -879,7 +895,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
     if args.src.endswith(ENGINE_SUFFIXES):
         check_exists(args.src)
-        mt, _ = import_tensorrt()
+        mt, _ = import_tensorrt(console)
         reason = mt.engine_runtime_unavailable_reason()
         raise RuntimeError(
             f"cannot run the engine {args.src} here: {reason or 'engine files are benchmarked by trtexec'}; "
@@ -928,7 +944,7 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             )
     if "tensorrt" in args.backends:
         try:
-            mt, trt = import_tensorrt()
+            mt, trt = import_tensorrt(console)
             reason = mt.engine_runtime_unavailable_reason()
         except (ImportError, RuntimeError) as exc:
             reason = str(exc).splitlines()[0]

@@ -184,6 +184,10 @@ class BuildExt(cpp_extension.BuildExtension):
     def run(self) -> None:
         super().run()
         package_dir = ROOT / PACKAGE if self.inplace else Path(self.build_lib) / PACKAGE
+        # lib/ holds this build's plugin libraries only: never one left by an earlier build (a CPU-only
+        # wheel built after a CUDA build shipped the old plugins from setuptools' build/ folder).
+        for stale in (package_dir / "lib").glob("libtorch_mish_trt*.so"):
+            stale.unlink()
         build_plugins(package_dir / "lib", self.plugin_targets, self.arch_list, log=log)
         # Last, so that a failed build leaves the previous build's description with the previous library.
         write_build_info(package_dir, self.info)

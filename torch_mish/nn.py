@@ -56,8 +56,8 @@ class BatchNormMish(_NormBase):
     is not fused), and :func:`torch_mish.unfuse_batchnorm_mish` before folding or deployment.
 
     Not supported by the fused path: double backward and ``torch.func`` transforms (which run
-    backward with ``create_graph=True``), forward-mode AD, compiled autograd. Use the unfused pair
-    for those.
+    backward with ``create_graph=True``) and forward-mode AD. Use the unfused pair for those.
+    Compiled autograd works.
 
     Build one with :func:`torch_mish.fuse_batchnorm_mish` (which swaps the pairs of an existing model)
     or directly, with ``nn.BatchNorm2d``'s arguments.

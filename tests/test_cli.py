@@ -262,6 +262,20 @@ def test_build_fp16_converts_the_model(trt: ModuleType, tmp_path: Path, capsys: 
     assert data["mish"] == {"count": 1, "lowering": "native"}
 
 
+@needs_onnx
+def test_build_onnx_timing_cache_written_and_read(
+    trt: ModuleType, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "timing.cache"
+    for flag in ("--timing-cache", "--timingCacheFile"):  # the second build reads the first one's cache
+        code, data, err = run(
+            ["build", str(tiny_onnx), "-o", str(tmp_path / "t.plan"), flag, str(cache), "--json"], capsys
+        )
+        assert code == 0, err
+        assert data["timing_cache"] == str(cache) and cache.stat().st_size > 0
+    assert files(tmp_path) == {"t.plan", "timing.cache"}
+
+
 # --- triton ---------------------------------------------------------------------------------------
 
 
@@ -384,10 +398,15 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["build", "test_cli:small_model", "--fp16", "--bf16", "-o", str(tmp / "o.engine")], 2, "pick one"),
         (["build", "test_cli:small_model", "-o", str(tmp / "o.onnx")], 2, "must end in .engine"),
         (["bench", str(tmp / "missing.engine")], 2, "no such file"),
+        (
+            ["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.bin"), "-o", str(tmp / "o.plan")],
+            2,
+            ".onnx sources",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(10))
+@pytest.mark.parametrize("case", range(11))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)

@@ -489,6 +489,7 @@ class Built:
     keep: Any  # owner of the network (BuiltNetwork or the parser objects)
     report: dict[str, Any]
     engine: bytes | None
+    timing_cache: bytes | None = None
 
 
 def build_from_model(
@@ -606,6 +607,11 @@ def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
         config = builder.create_builder_config()
         if getattr(args, "workspace", None):
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(args.workspace) * 2**20)
+        cache_path = Path(args.timing_cache) if getattr(args, "timing_cache", None) else None
+        if cache_path is not None:
+            # TensorRT's own timing cache: read if there, written back after the build (trtexec --timingCacheFile)
+            cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+            config.set_timing_cache(cache, False)
         profile = builder.create_optimization_profile()
         dynamic = False
         for i in range(network.num_inputs):
@@ -676,7 +682,10 @@ def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
         "plugin_library": plugin_library(mt) if counts["TorchMish"] else None,
         "runtime": runtime_note(mt, trt),
     }
-    return Built(network, (builder, parser, config), report, bytes(data) if data is not None else None)
+    cache_bytes = bytes(config.get_timing_cache().serialize()) if cache_path is not None else None
+    if cache_path is not None:
+        report["timing_cache"] = str(cache_path)
+    return Built(network, (builder, parser, config), report, bytes(data) if data is not None else None, cache_bytes)
 
 
 def build_any(src: str, args: argparse.Namespace, console: Console, *, engine: bool) -> Built:
@@ -692,8 +701,12 @@ def build_any(src: str, args: argparse.Namespace, console: Console, *, engine: b
 def cmd_build(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     out = output_path(args.output, ENGINE_SUFFIXES, "-o/--saveEngine")
     report_path = output_path(args.report, (".json",), "--report") if args.report else None
-    if args.timing_cache:
-        raise UsageError("--timing-cache is not supported yet (torch_mish.tensorrt builds without one); drop it")
+    cache_path = output_path(args.timing_cache, (".bin", ".cache"), "--timing-cache") if args.timing_cache else None
+    if cache_path is not None and not args.src.endswith(".onnx"):
+        raise UsageError(
+            "--timing-cache works with .onnx sources (torch_mish.tensorrt builds models without one); "
+            f"export first: torch-mish export {args.src} -o model.onnx"
+        )
     built = build_any(args.src, args, console, engine=True)
     assert built.engine is not None
     report = {**built.report, "engine": str(out), "engine_bytes": len(built.engine)}
@@ -702,6 +715,9 @@ def cmd_build(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         tmp.write_bytes(built.engine)
         if report_path is not None:
             write_json(report_path, report)
+        if cache_path is not None and built.timing_cache is not None:
+            with atomic(cache_path) as cache_tmp:
+                cache_tmp.write_bytes(built.timing_cache)
     summarize_build(report, console)
     return report
 
@@ -1054,7 +1070,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src", help=SRC_HELP + ", or an .onnx file (TensorRT's ONNX parser)")
     p.add_argument("-o", "--output", "--saveEngine", dest="output", required=True, help="engine file (.engine/.plan)")
     p.add_argument("--report", help="write the build report (JSON) here")
-    p.add_argument("--timing-cache", "--timingCacheFile", dest="timing_cache", help="not supported yet")
+    p.add_argument(
+        "--timing-cache",
+        "--timingCacheFile",
+        dest="timing_cache",
+        help="TensorRT timing cache file (.bin/.cache), read and updated; .onnx sources",
+    )
     add_model_args(p, "N, or MIN:OPT:MAX: the optimization profile's batch sizes")
     add_trt_args(p)
     add_common(p)

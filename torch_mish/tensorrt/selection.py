@@ -15,9 +15,10 @@ ENV_VAR = "TORCH_MISH_TRT_LOWERING"
 _state = threading.local()
 
 
-def _validate(name: str, source: str = "lowering") -> str:
+def _validate(name: str, source: str | None = None) -> str:
     if not isinstance(name, str) or name.strip().lower() not in LOWERINGS:
-        raise ValueError(f"unknown Mish lowering {name!r} in {source}: expected one of {', '.join(LOWERINGS)}")
+        where = f" in {source}" if source else ""
+        raise ValueError(f"unknown Mish lowering {name!r}{where}: expected one of {', '.join(LOWERINGS)}")
     return name.strip().lower()
 
 

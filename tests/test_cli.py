@@ -185,6 +185,23 @@ def test_export_csp_onnx_runs_in_onnxruntime_then_builds(
     assert data["tensorrt"]["version"] == trt.__version__
 
 
+@needs_onnx
+def test_export_below_opset_18_counts_the_composed_mish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import onnxruntime as ort
+
+    out = tmp_path / "m17.onnx"
+    code, result, err = run(
+        ["export", "test_cli:small_model", "--image-size", "16", "--opset", "17", "-o", str(out), "--json"], capsys
+    )
+    assert code == 0, err
+    assert (result["mish_nodes"], result["mish_as"]) == (1, "Mul(x, Tanh(Softplus(x)))")
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, 16, 16)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), small_model().eval()(x), rtol=1e-4, atol=1e-5)
+
+
 def test_export_pt2_reloads_and_is_a_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "small.pt2"
     code, result, err = run(

@@ -329,6 +329,7 @@ def count_onnx_mish(path: Path) -> dict[str, int]:
     return {
         "Mish": sum(n.op_type == "Mish" for n in model.graph.node),
         "TorchMish": sum(n.op_type == "TorchMish" for n in model.graph.node),
+        "Softplus": sum(n.op_type == "Softplus" for n in model.graph.node),  # Mish below opset 18
         "nodes": len(nodes),
     }
 
@@ -373,8 +374,15 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     raise UsageError(f"{exc}") from None
                 result["opset"] = args.opset
                 counts = count_onnx_mish(tmp)
-                result["mish_nodes"] = counts["TorchMish" if args.plugin else "Mish"]
-                result["mish_as"] = "torch_mish::TorchMish (TensorRT plugin)" if args.plugin else "ONNX Mish"
+                if args.plugin:
+                    result["mish_nodes"], result["mish_as"] = (
+                        counts["TorchMish"],
+                        "torch_mish::TorchMish (TensorRT plugin)",
+                    )
+                elif counts["Mish"] or not counts["Softplus"]:
+                    result["mish_nodes"], result["mish_as"] = counts["Mish"], "ONNX Mish"
+                else:  # opset < 18: no ONNX Mish
+                    result["mish_nodes"], result["mish_as"] = counts["Softplus"], "Mul(x, Tanh(Softplus(x)))"
             advance()
     result["bytes"] = out.stat().st_size
     console.info(f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {result['mish_nodes']} Mish) from {source.name}")
@@ -666,8 +674,12 @@ def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
         "source_kind": "onnx",
         "coverage": {"onnx_nodes": counts["nodes"], "parsed": True, "percent": 100.0, "trt_engines": 1},
         "mish": {
-            "count": counts["Mish"] + counts["TorchMish"],
-            "lowering": "plugin" if counts["TorchMish"] else "native (ONNX Mish, imported by the parser)",
+            "count": counts["Mish"] + counts["TorchMish"] or counts["Softplus"],
+            "lowering": "plugin"
+            if counts["TorchMish"]
+            else "native (ONNX Mish, imported by the parser)"
+            if counts["Mish"]
+            else "native (Softplus, Tanh, Mul in the ONNX file)",
         },
         "layers": network.num_layers,
         "layer_types": layer_types(network),

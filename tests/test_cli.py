@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -355,6 +356,7 @@ def test_inspect_model_and_engine(trt: ModuleType, tmp_path: Path, capsys: pytes
 
 
 def test_bench_pytorch_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    levels = {name: logging.getLogger(name).level for name in ("torch", "torch_mish", "torch_tensorrt")}
     code, data, err = run(
         [
             "bench",
@@ -384,6 +386,8 @@ def test_bench_pytorch_rows(capsys: pytest.CaptureFixture[str]) -> None:
         if reason is not None:
             assert data["skipped"] == [{"backend": "TensorRT", "reason": reason}]
             assert f"TensorRT: not run: {reason}" in err  # the human line (stderr under --json)
+    # main() ran in this process: the library log levels it lowered are restored
+    assert {name: logging.getLogger(name).level for name in levels} == levels
 
 
 # --- bad inputs -----------------------------------------------------------------------------------

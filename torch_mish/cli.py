@@ -88,13 +88,22 @@ def step_bar(console: Console, names: Sequence[str]) -> Iterator[Callable[[], No
         bar.close()
 
 
-def quiet_libraries(verbose: bool) -> None:
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool) -> Iterator[None]:
+    """Library logs and warnings off unless --verbose; restored on exit (main() may run in-process)."""
     level = logging.INFO if verbose else logging.ERROR
-    for name in ("torch", "torch_tensorrt", "torch.onnx", "torch._dynamo", "torch.export", "onnxscript", "torch_mish"):
-        logging.getLogger(name).setLevel(level)
-    if not verbose:
-        warnings.filterwarnings("ignore")
-        os.environ.setdefault("TORCH_LOGS", "-all")
+    loggers = [logging.getLogger(name) for name in ("torch", "torch_tensorrt", "onnxscript", "torch_mish")]
+    saved = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        with warnings.catch_warnings():
+            if not verbose:
+                warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, old in zip(loggers, saved, strict=True):
+            logger.setLevel(old)
 
 
 @contextlib.contextmanager
@@ -1169,10 +1178,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # exits 2 with argparse's message on a usage error
     console = Console(quiet=args.quiet, verbose=args.verbose, json=args.json)
-    quiet_libraries(args.verbose)
     where = f"{PROG} {args.command}"
     try:
-        result = args.func(args, console)
+        with quiet_libraries(args.verbose):
+            result = args.func(args, console)
     except Exception as exc:
         plugin = sys.modules.get("torch_mish.tensorrt.plugin")
         if not isinstance(exc, UsageError) and not (plugin and isinstance(exc, plugin.PluginUnavailableError)):

@@ -25,7 +25,8 @@ from torch_mish.darknet import Darknet, packaged_cfg
 
 SIZE = 64
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
-needs_onnx = pytest.mark.skipif(not HAS_ORT, reason="onnx, onnxscript and onnxruntime are not installed")  # optional test dependencies
+# onnx, onnxscript and onnxruntime are optional test dependencies
+needs_onnx = pytest.mark.skipif(not HAS_ORT, reason="onnx, onnxscript and onnxruntime are not installed")  # optional
 
 
 def small_model() -> nn.Module:

@@ -212,40 +212,34 @@ def _pairs_in_both_modes(model: nn.Module, mish_modules: set[int]) -> tuple[list
     return sorted(found[0] & found[1]), one_mode
 
 
-def _owned_mish(module: nn.Module) -> nn.Module | None:
-    """For a BatchNorm2d subclass that applies a Mish child of its own after normalizing (timm's
-    BatchNormAct2d and the like): that child. The rest of its children must be identities, and the
-    module must compute BatchNorm2d then Mish, checked on a probe in training and in eval mode on
-    copies (so its running statistics do not move)."""
+def _applies_own_mish(module: nn.Module, mish_modules: set[int]) -> bool:
+    """True for a BatchNorm2d subclass that applies a Mish child of its own after normalizing (timm's
+    BatchNormAct2d and the like): one child in ``mish_modules``, the rest identities, and the module
+    computes BatchNorm2d then Mish, checked on a probe in training and in eval mode on copies (so its
+    running statistics do not move)."""
     if not isinstance(module, nn.BatchNorm2d) or type(module) is nn.BatchNorm2d or isinstance(module, BatchNormMish):
-        return None
+        return False
     children = list(module.children())
-    mish = [c for c in children if computes_mish(c)]
+    mish = [c for c in children if id(c) in mish_modules]
     if len(mish) != 1 or any(not isinstance(c, nn.Identity) for c in children if c is not mish[0]):
-        return None
+        return False
     param = next(module.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     if device.type == "meta":
-        return None
+        return False
     generator = torch.Generator().manual_seed(0)
     x = (torch.randn(4, module.num_features, 3, 3, dtype=torch.float64, generator=generator) * 4).to(device)
     for training in (True, False):
         candidate = copy.deepcopy(module).double().train(training)
-        reference = nn.BatchNorm2d(
-            module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats, device=device
-        )
-        reference = reference.double().train(training)
-        with torch.no_grad():
-            for name, tensor in [*candidate.named_parameters(recurse=False), *candidate.named_buffers(recurse=False)]:
-                getattr(reference, name).copy_(tensor)
+        plain = copy.deepcopy(candidate)  # the same state, normalized by BatchNorm2d's own forward
         try:
             with torch.no_grad():
-                same = torch.allclose(candidate(x), F.mish(reference(x)), rtol=1e-10, atol=1e-10)
+                same = torch.allclose(candidate(x), F.mish(nn.BatchNorm2d.forward(plain, x)), rtol=1e-10, atol=1e-10)
         except Exception:  # noqa: BLE001 - a module that cannot run the probe is not recognized
-            return None
+            return False
         if not same:
-            return None
-    return mish[0]
+            return False
+    return True
 
 
 def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
@@ -270,7 +264,7 @@ def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     paths_per_module = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
     left: list[str] = []
 
-    def blocked(path: str, *modules: nn.Module) -> str | None:
+    def blocked(*modules: nn.Module) -> str | None:
         if any(paths_per_module[id(m)] > 1 for m in modules):
             return "a module is shared (registered at more than one path)"
         if any(_has_hooks(m) for m in modules):
@@ -281,7 +275,7 @@ def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     pairs, one_mode = _pairs_in_both_modes(model, mish_modules)
     for bn_path, act_path in pairs:
         bn, act = model.get_submodule(bn_path), model.get_submodule(act_path)
-        reason = blocked(bn_path, bn, act)
+        reason = blocked(bn, act)
         if type(bn) is not nn.BatchNorm2d:  # subclasses (SyncBatchNorm, ...) may normalize differently
             reason = f"{type(bn).__name__} is not fused, only nn.BatchNorm2d (fuse before SyncBatchNorm conversion)"
         if reason:
@@ -294,9 +288,9 @@ def fuse_batchnorm_mish(model: nn.Module) -> nn.Module:
     for (bn_path, act_path), mode in sorted(one_mode.items()):
         left.append(f"{bn_path} -> {act_path}: in {mode} mode the BatchNorm output also goes elsewhere")
     for path, module in list(model.named_modules()):
-        if not path or _owned_mish(module) is None:
+        if not path or not _applies_own_mish(module, mish_modules):
             continue
-        reason = blocked(path, module, *module.children())
+        reason = blocked(module, *module.children())
         if reason:
             left.append(f"{path} ({type(module).__name__}): {reason}")
             continue

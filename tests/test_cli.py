@@ -281,15 +281,19 @@ def test_build_fp16_converts_the_model(trt: ModuleType, tmp_path: Path, capsys: 
     assert data["mish"] == {"count": 1, "lowering": "native"}
 
 
-@needs_onnx
-def test_build_onnx_timing_cache_written_and_read(
-    trt: ModuleType, tiny_onnx: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("source", ["onnx", "model"])
+def test_build_timing_cache_written_and_read(
+    source: str, trt: ModuleType, request: pytest.FixtureRequest, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    if source == "onnx":
+        if not HAS_ORT:
+            pytest.skip("onnx, onnxscript and onnxruntime are not installed")
+        src = [str(request.getfixturevalue("tiny_onnx"))]
+    else:
+        src = ["test_cli:small_model", "--image-size", "16"]
     cache = tmp_path / "timing.cache"
     for flag in ("--timing-cache", "--timingCacheFile"):  # the second build reads the first one's cache
-        code, data, err = run(
-            ["build", str(tiny_onnx), "-o", str(tmp_path / "t.plan"), flag, str(cache), "--json"], capsys
-        )
+        code, data, err = run(["build", *src, "-o", str(tmp_path / "t.plan"), flag, str(cache), "--json"], capsys)
         assert code == 0, err
         assert data["timing_cache"] == str(cache) and cache.stat().st_size > 0
     assert files(tmp_path) == {"t.plan", "timing.cache"}
@@ -420,11 +424,7 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["build", "test_cli:small_model", "--fp16", "--bf16", "-o", str(tmp / "o.engine")], 2, "pick one"),
         (["build", "test_cli:small_model", "-o", str(tmp / "o.onnx")], 2, "must end in .engine"),
         (["bench", str(tmp / "missing.engine")], 2, "no such file"),
-        (
-            ["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.bin"), "-o", str(tmp / "o.plan")],
-            2,
-            ".onnx sources",
-        ),
+        (["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.txt"), "-o", str(tmp / "o.plan")], 2, ".bin"),
     ]
 
 

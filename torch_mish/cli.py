@@ -545,7 +545,9 @@ def build_from_model(
             f"{coverage.engines} TensorRT engines; run `torch-mish inspect {src}` for the unsupported ops"
         )
     network = coverage.network
-    data = network.build_serialized_engine() if engine else None
+    cache_path = Path(args.timing_cache) if getattr(args, "timing_cache", None) else None
+    cache_in = (cache_path.read_bytes() if cache_path.is_file() else b"") if cache_path is not None else None
+    data = network.build_serialized_engine(timing_cache=cache_in) if engine else None
     advance()
     inputs, outputs = network_io(network.network)
     report: dict[str, Any] = {
@@ -573,7 +575,9 @@ def build_from_model(
         "runtime": runtime_note(mt, trt),
         "dry_run_text": coverage.text if getattr(args, "show_dry_run", False) else None,
     }
-    return Built(network.network, network, report, data)
+    if cache_path is not None:
+        report["timing_cache"] = str(cache_path)
+    return Built(network.network, network, report, data, network.timing_cache)
 
 
 def plugin_library(mt: Any) -> str | None:
@@ -723,11 +727,6 @@ def cmd_build(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     out = output_path(args.output, ENGINE_SUFFIXES, "-o/--saveEngine")
     report_path = output_path(args.report, (".json",), "--report") if args.report else None
     cache_path = output_path(args.timing_cache, (".bin", ".cache"), "--timing-cache") if args.timing_cache else None
-    if cache_path is not None and not args.src.endswith(".onnx"):
-        raise UsageError(
-            "--timing-cache works with .onnx sources (torch_mish.tensorrt builds models without one); "
-            f"export first: torch-mish export {args.src} -o model.onnx"
-        )
     built = build_any(args.src, args, console, engine=True)
     assert built.engine is not None
     report = {**built.report, "engine": str(out), "engine_bytes": len(built.engine)}
@@ -1095,7 +1094,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timing-cache",
         "--timingCacheFile",
         dest="timing_cache",
-        help="TensorRT timing cache file (.bin/.cache), read and updated; .onnx sources",
+        help="TensorRT timing cache file (.bin/.cache), read if present and written back after the build",
     )
     add_model_args(p, "N, or MIN:OPT:MAX: the optimization profile's batch sizes")
     add_trt_args(p)

@@ -63,6 +63,7 @@ class BuiltNetwork:
 
     network: trt.INetworkDefinition
     interpreter: Any
+    timing_cache: bytes | None = None  # after build_serialized_engine(timing_cache=...): the updated cache
 
     def layers(self) -> list[trt.ILayer]:
         return [self.network.get_layer(i) for i in range(self.network.num_layers)]
@@ -82,14 +83,22 @@ class BuiltNetwork:
         names = [self.network.get_input(i).name for i in range(self.network.num_inputs)]
         return [{n: tuple(tuple(d) for d in p.get_shape(n)) for n in names} for p in profiles]  # type: ignore[misc]
 
-    def build_serialized_engine(self) -> bytes:
+    def build_serialized_engine(self, *, timing_cache: bytes | None = None) -> bytes:
         """Build the engine with torch-tensorrt's builder configuration; its serialized bytes. Works
-        on a CPU-only host with TensorRT-RTX (an engine for RTX GPUs)."""
+        on a CPU-only host with TensorRT-RTX (an engine for RTX GPUs).
+
+        ``timing_cache``: a serialized TensorRT timing cache to start from (``b""`` for an empty one),
+        as trtexec's ``--timingCacheFile`` reads it; the updated cache is then in ``timing_cache``
+        on this object, for the caller to write back."""
         with allow_tensorrt_without_gpu():
             config = _compat.builder_config(self.interpreter)
+            if timing_cache is not None:
+                config.set_timing_cache(config.create_timing_cache(timing_cache), False)
             engine = self.interpreter.builder.build_serialized_network(self.network, config)
         if engine is None:
             raise RuntimeError("TensorRT build_serialized_network returned None (see the TensorRT log)")
+        if timing_cache is not None:
+            self.timing_cache = bytes(config.get_timing_cache().serialize())
         return bytes(engine)
 
 

@@ -5,8 +5,11 @@
 //   mish(x)  = x * N / (N + 2)
 //   mish'(x) = n * B / (N + 2)^2,  B = (4 + 4x) + n * ((6 + 4x) + n * (4 + n))
 // Past kLinearFrom = 20, mish(x) = x and mish'(x) = 1 to within half an ulp of float (and N^2 would
-// overflow float), so the formulas are only evaluated below it; this also sends +inf and NaN
-// through unchanged. mish(-inf) = -0 (the limit), where x * N/(N+2) would be -inf * 0 = NaN.
+// overflow float), so the formulas' results are only used below it; this also sends +inf and NaN
+// through unchanged. Below kZeroBelow = -1000, e^x is 0 in every compute type: x is clamped there,
+// so x = -inf yields the limits (mish -0, mish' -0) instead of -inf * 0 = NaN. Both special cases are
+// selects after the arithmetic, not branches: in the GPU kernels a branch per element cost more
+// instructions than the arithmetic it would skip.
 //
 // Precision per storage type (Math<T> below):
 //  - half, bfloat16: float arithmetic with fast exp and division (error ~1e-6, far under half an
@@ -36,6 +39,8 @@ namespace mish {
 // float64 contract (1e-14). tests/test_mish_math.py checks both against mpmath.
 template <typename C>
 constexpr C kLinearFrom = C(20);
+template <typename C>
+constexpr C kZeroBelow = C(-1000);
 
 // e^x. kFast: the GPU's hardware approximation for float (relative error grows with |x|, ~1e-6 at
 // |x| = 20: fine wherever the result is rounded to half types or only scales a forward value).
@@ -51,34 +56,49 @@ MISH_HOST_DEVICE C exp_(C x) {
 #endif
 }
 
-// a / b with b in [2, 2^126): for float on the GPU a reciprocal and a multiply (2 ulp).
+// a / b with b >= 2: for float on the GPU an approximate reciprocal (1 ulp) and a multiply. The
+// reciprocal flushes subnormal results to zero, which needs b > 2^126: only where x >= 20, whose
+// results the callers discard. (__fdividef rescales for that case: three more instructions.)
 template <typename C>
 MISH_HOST_DEVICE C divide(C a, C b) {
 #if defined(__CUDA_ARCH__)
-  if constexpr (std::is_same_v<C, float>) return __fdividef(a, b);
+  if constexpr (std::is_same_v<C, float>) {
+    float r;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(b));
+    return a * r;
+  }
 #endif
   return a / b;
 }
 
+template <typename C>
+MISH_HOST_DEVICE C max_(C a, C b) {
+#if defined(__CUDA_ARCH__)
+  return ::fmax(a, b);
+#else
+  return std::fmax(a, b);
+#endif
+}
+
 template <typename C, bool kFastExp>
 MISH_HOST_DEVICE C forward(C x) {
-  if (!(x < kLinearFrom<C>)) return x;  // x >= 20, +inf, NaN
-  const C n = exp_<C, kFastExp>(x);
+  const C xc = max_(x, kZeroBelow<C>);
+  const C n = exp_<C, kFastExp>(xc);
   const C N = n * (n + C(2));
-  const C t = divide(N, N + C(2));
-  return t == C(0) ? C(-0.0) : x * t;  // t == 0: e^x underflowed (x = -inf included)
+  const C y = xc * divide(N, N + C(2));  // -0 where e^x underflows
+  return x < kLinearFrom<C> ? y : x;     // x >= 20, +inf, NaN: x
 }
 
 // mish'(x) by the direct formula: for half types (float arithmetic) and double.
 template <typename C, bool kFastExp>
 MISH_HOST_DEVICE C derivative(C x) {
-  if (!(x < kLinearFrom<C>)) return x != x ? x : C(1);
-  const C n = exp_<C, kFastExp>(x);
-  if (n == C(0)) return C(0);  // x = -inf included: the limit
+  const C xc = max_(x, kZeroBelow<C>);
+  const C n = exp_<C, kFastExp>(xc);
   const C N = n * (n + C(2));
-  const C B = (C(4) + C(4) * x) + n * ((C(6) + C(4) * x) + n * (C(4) + n));
+  const C B = (C(4) + C(4) * xc) + n * ((C(6) + C(4) * xc) + n * (C(4) + n));
   const C D = N + C(2);
-  return divide(n * B, D * D);
+  const C d = divide(n * B, D * D);
+  return x < kLinearFrom<C> ? d : (x != x ? x : C(1));
 }
 
 // mish'(x) to float32's accuracy in float arithmetic. B has a single root, x0 (mish's minimum), and
@@ -108,11 +128,10 @@ MISH_HOST_DEVICE float expm1_taylor(float h) {
   return p * h;
 }
 
-MISH_HOST_DEVICE float derivative_float32(float x) {
+MISH_HOST_DEVICE float derivative_float32(float x_in) {
   using namespace root;
-  if (!(x < kLinearFrom<float>)) return x != x ? x : 1.0f;
+  const float x = max_(x_in, kZeroBelow<float>);
   const float n = exp_<float, false>(x);
-  if (n == 0.0f) return 0.0f;
   const float h = (x - kX0Hi) - kX0Lo;  // x - kX0Hi is exact near x0 (Sterbenz)
   // Both candidates are computed (the Taylor series on a clamped h) and one is selected: no branch,
   // so warps whose lanes straddle |h| = 1 do not run both paths one after the other.
@@ -120,7 +139,8 @@ MISH_HOST_DEVICE float derivative_float32(float x) {
   const float d = (h > -1.0f && h < 1.0f) ? taylor : n - kN0;
   const float B = h * (4.0f + 4.0f * kN0) + d * ((6.0f + 4.0f * x) + 4.0f * (n + kN0) + n * (n + kN0) + kN0 * kN0);
   const float D = n * (n + 2.0f) + 2.0f;
-  return divide(n * B, D * D);
+  const float d_mish = divide(n * B, D * D);
+  return x_in < kLinearFrom<float> ? d_mish : (x_in != x_in ? x_in : 1.0f);
 }
 
 // Math<T>: compute type and functions for a storage type T (half and bfloat16: the primary template).

@@ -76,6 +76,61 @@ def test_layouts_values_and_memory_format(device: str, dtype: torch.dtype, gen: 
         )
 
 
+def _concat_gradients(
+    device: str, dtype: torch.dtype, gen: torch.Generator
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """(x, grad_output) pairs where grad_output is a slice of a larger gradient, as the backward of a
+    concatenation hands it to the layer before: rows of grad_input's memory order, a stride apart."""
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+
+    nchw_cat = rand(2, 24, 5, 7)
+    cl_cat = rand(2, 24, 5, 7).contiguous(memory_format=torch.channels_last)
+    return {
+        # 16 of the 24 channels of an NCHW concatenation: 2 rows of 16*5*7, 24*5*7 apart
+        "nchw_channel_slice": (rand(2, 16, 5, 7) * 4, nchw_cat[:, 8:]),
+        # channels-last: 2*5*7 rows of 16 channels, 24 apart
+        "channels_last_channel_slice": (
+            (rand(2, 16, 5, 7) * 4).contiguous(memory_format=torch.channels_last),
+            cl_cat[:, 8:],
+        ),
+        # rows of 5 elements: no vector fits a row
+        "rows_of_5": (rand(6, 5) * 4, rand(6, 9)[:, 3:8]),
+        # one row read for every row (a broadcast gradient, stride 0)
+        "broadcast_row": (rand(4, 64) * 4, rand(1, 64).expand(4, 64)),
+        # not rows: falls back to a dense copy
+        "transposed": (rand(12, 16) * 4, rand(16, 12).t()),
+    }
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_backward_of_concatenation_gradients(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:
+    for name, (x, g) in _concat_gradients(device, dtype, gen).items():
+        gi = torch.ops.mish._mish_backward(g, x)
+        assert gi.stride() == x.stride(), name
+        assert_mish_close(gi, mish_grad_reference(g, x), f"{name} {dtype}", gradient=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_concatenation_gradient_is_read_in_place_on_cuda() -> None:
+    """The CUDA backward reads a slice of a concatenation's gradient where it lies: the only memory it
+    takes is grad_input's (a dense copy of grad_output first would take as much again)."""
+    x = torch.randn(8, 64, 40, 40, device="cuda")
+    cat = torch.randn(8, 128, 40, 40, device="cuda")
+    cl = torch.channels_last
+    for g, xx in ((cat[:, 64:], x), (cat.contiguous(memory_format=cl)[:, :64], x.contiguous(memory_format=cl))):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        gi = torch.ops.mish._mish_backward(g, xx)
+        torch.cuda.synchronize()
+        assert torch.cuda.max_memory_allocated() - before == gi.untyped_storage().nbytes()
+        dense = torch.empty_like(xx).copy_(g)  # the same values laid out like x: the plain kernel
+        torch.testing.assert_close(gi, torch.ops.mish._mish_backward(dense, xx), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", FLOAT_DTYPES)
 def test_inplace_on_non_dense_views(device: str, dtype: torch.dtype, gen: torch.Generator) -> None:

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "mish_launch.h"
 #include "mish_math.h"
@@ -68,9 +69,39 @@ struct alignas(sizeof(T) * kWidth) Vec {
   T v[kWidth];
 };
 
-// out[i] = fn(a[i], b[i]) for i < n; b is only read when kBinary. kWidth elements per access.
-template <typename T, int kWidth, bool kBinary, typename Fn>
-__global__ void __launch_bounds__(kThreads) elementwise_kernel(Fn fn, const T* a, const T* b, T* out, int64_t n) {
+// Where `a`'s vector i is: the dense case.
+struct DenseIndex {
+  __device__ __forceinline__ int64_t operator()(int64_t i) const { return i; }
+};
+
+// n / d for n, d < 2^31 by a multiply-high and a shift (Granlund and Montgomery, "Division by
+// invariant integers using multiplication", 1994): a 64-bit division per vector would cost more
+// than the Mish arithmetic on it.
+struct FastDivider {
+  uint32_t d, m, s;
+  explicit FastDivider(uint32_t divisor) : d(divisor), m(0), s(0) {
+    while ((uint64_t{1} << s) < d) ++s;
+    m = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << s) - d)) / d + 1);
+  }
+  __device__ __forceinline__ uint32_t div(uint32_t n) const { return (__umulhi(n, m) + n) >> s; }
+};
+
+// Rows of `row` vectors, `stride` vectors apart: vector i is at (i / row) * stride + i % row. The
+// gradient of one input of a concatenation has this layout (a slice of the concatenation's).
+struct RowIndex {
+  FastDivider row;
+  int64_t stride;
+  __device__ __forceinline__ int64_t operator()(int64_t i) const {
+    const uint32_t q = row.div(static_cast<uint32_t>(i));
+    return static_cast<int64_t>(q) * stride + (static_cast<uint32_t>(i) - q * row.d);
+  }
+};
+
+// out[i] = fn(a[index(i)], b[i]) for i < n; b is only read when kBinary. kWidth elements per access.
+// With a RowIndex, n is a multiple of kWidth (no scalar tail) and the vector count is below 2^31.
+template <typename T, int kWidth, bool kBinary, typename Fn, typename AIndex = DenseIndex>
+__global__ void __launch_bounds__(kThreads)
+    elementwise_kernel(Fn fn, const T* a, const T* b, T* out, int64_t n, AIndex a_index = {}) {
   using V = Vec<T, kWidth>;
   const int64_t nvec = n / kWidth;
   const V* va = reinterpret_cast<const V*>(a);
@@ -85,7 +116,7 @@ __global__ void __launch_bounds__(kThreads) elementwise_kernel(Fn fn, const T* a
     for (int u = 0; u < kUnroll; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i < nvec) {
-        ra[u] = va[i];
+        ra[u] = va[a_index(i)];
         if constexpr (kBinary) rb[u] = vb[i];
       }
     }
@@ -102,7 +133,7 @@ __global__ void __launch_bounds__(kThreads) elementwise_kernel(Fn fn, const T* a
   }
 
   // The n % kWidth trailing elements, one per thread of the first block.
-  if (blockIdx.x == 0) {
+  if (std::is_same_v<AIndex, DenseIndex> && blockIdx.x == 0) {
     const int64_t i = nvec * kWidth + threadIdx.x;
     if (threadIdx.x < n - nvec * kWidth) out[i] = fn(a[i], kBinary ? b[i] : a[i]);
   }
@@ -135,6 +166,29 @@ cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, i
     elementwise_kernel<T, kWidth, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
   } else {
     elementwise_kernel<T, 1, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
+  }
+  return cudaGetLastError();
+}
+
+// The backward kernel with grad_y (a) in rows: see RowIndex.
+template <typename T>
+cudaError_t launch_backward_rows(const void* a_raw, int64_t row, int64_t row_stride, const void* b_raw, void* out_raw,
+                                 int64_t n, cudaStream_t stream) {
+  if (n < 0 || row <= 0 || row_stride < 0 || n % row != 0 || n >= (int64_t{1} << 31)) return cudaErrorInvalidValue;
+  if (n == 0) return cudaSuccess;
+  const T* a = static_cast<const T*>(a_raw);
+  const T* b = static_cast<const T*>(b_raw);
+  T* out = static_cast<T*>(out_raw);
+  constexpr int kWidth = 16 / sizeof(T);
+  const bool vectorize =
+      aligned16(a) && aligned16(b) && aligned16(out) && row % kWidth == 0 && row_stride % kWidth == 0;
+  const int width = vectorize ? kWidth : 1;
+  const RowIndex index{FastDivider(static_cast<uint32_t>(row / width)), row_stride / width};
+  const unsigned blocks = grid_blocks(n / width);
+  if (vectorize) {
+    elementwise_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(BackwardFn{}, a, b, out, n, index);
+  } else {
+    elementwise_kernel<T, 1, true><<<blocks, kThreads, 0, stream>>>(BackwardFn{}, a, b, out, n, index);
   }
   return cudaGetLastError();
 }
@@ -271,6 +325,17 @@ cudaError_t launch_backward(DType dtype, const void* grad_y, const void* x, void
     case DType::kFloat64: return launch<double, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
     case DType::kFloat16: return launch<__half, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
     case DType::kBFloat16: return launch<__nv_bfloat16, true>(BackwardFn{}, grad_y, x, grad_x, n, stream);
+  }
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t launch_backward_rows(DType dtype, const void* grad_y, int64_t row, int64_t row_stride, const void* x,
+                                 void* grad_x, int64_t n, cudaStream_t stream) {
+  switch (dtype) {
+    case DType::kFloat32: return launch_backward_rows<float>(grad_y, row, row_stride, x, grad_x, n, stream);
+    case DType::kFloat64: return launch_backward_rows<double>(grad_y, row, row_stride, x, grad_x, n, stream);
+    case DType::kFloat16: return launch_backward_rows<__half>(grad_y, row, row_stride, x, grad_x, n, stream);
+    case DType::kBFloat16: return launch_backward_rows<__nv_bfloat16>(grad_y, row, row_stride, x, grad_x, n, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -21,6 +21,12 @@ cudaError_t launch_forward(DType dtype, const void* x, void* y, int64_t n, cudaS
 cudaError_t launch_backward(DType dtype, const void* grad_y, const void* x, void* grad_x, int64_t n,
                             cudaStream_t stream);
 
+// launch_backward with grad_y in rows (the gradient of one input of a concatenation, a slice of
+// the concatenation's): the element grad_x[i] pairs with is grad_y[(i / row) * row_stride + i % row].
+// n must be a multiple of row and below 2^31; row_stride may be anything >= 0 (0: a broadcast row).
+cudaError_t launch_backward_rows(DType dtype, const void* grad_y, int64_t row, int64_t row_stride, const void* x,
+                                 void* grad_x, int64_t n, cudaStream_t stream);
+
 // The backward pass of mish(batch_norm(x)) with the BatchNorm output recomputed on the fly:
 // grad_x[i] = grad_y[i] * mish'(y), y = (x[i] - mean[c]) * invstd[c] * weight[c] + bias[c], where
 // c = (i / inner) % channels is the channel of element i of a dense (N, C, inner...) tensor

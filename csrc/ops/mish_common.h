@@ -70,9 +70,11 @@ void forward_(const at::Tensor& self, Kernel kernel) {
   }
 }
 
-// kernel(grad_output, self, grad_input) over three dense tensors with equal strides.
-template <typename Kernel>
-at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kernel kernel) {
+// kernel(grad_output, self, grad_input) over three dense tensors with equal strides. A grad_output
+// laid out otherwise is first offered to strided(grad_output, self, grad_input), which returns
+// whether it computed grad_input reading grad_output in place; if not, grad_output is copied dense.
+template <typename Kernel, typename StridedKernel>
+at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kernel kernel, StridedKernel strided) {
   check_floating(self, "_mish_backward", "self");
   TORCH_CHECK_TYPE(grad_output.scalar_type() == self.scalar_type(),
                    "_mish_backward: expected 'grad_output' to have the dtype of 'self' (",
@@ -82,8 +84,16 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kerne
   TORCH_CHECK(grad_output.sizes() == self.sizes(), "_mish_backward: expected 'grad_output' of shape ", shape_str(self),
               " like 'self', got ", shape_str(grad_output));
   at::Tensor grad_input = empty_like_dense(self);
-  kernel(dense_like(grad_output, grad_input), dense_like(self, grad_input), grad_input);
+  const at::Tensor x = dense_like(self, grad_input);
+  const bool dense = grad_output.is_non_overlapping_and_dense() && grad_output.strides() == grad_input.strides();
+  if (dense || !strided(grad_output, x, grad_input)) kernel(dense_like(grad_output, grad_input), x, grad_input);
   return grad_input;
+}
+
+template <typename Kernel>
+at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& self, Kernel kernel) {
+  return backward(grad_output, self, kernel,
+                  [](const at::Tensor&, const at::Tensor&, const at::Tensor&) { return false; });
 }
 
 // _mish_backward_affine: the compute type of its per-channel arguments, and the argument checks. Messages are

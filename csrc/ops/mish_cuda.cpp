@@ -4,7 +4,11 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "../kernels/mish_launch.h"
 #include "mish_common.h"
@@ -34,10 +38,40 @@ void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const a
                                  grad_input.mutable_data_ptr(), x.numel(), c10::cuda::getCurrentCUDAStream()));
 }
 
+// g as rows of like's memory order (launch_backward_rows): {row, row_stride} in elements, or nothing
+// when g is laid out otherwise. The gradient of one input of a concatenation is such a slice of the
+// concatenation's: along C of an NCHW cat, N rows of C_i*H*W; along C of a channels-last cat, N*H*W
+// rows of C_i.
+std::optional<std::pair<int64_t, int64_t>> rows_of(const at::Tensor& g, const at::Tensor& like) {
+  std::vector<int64_t> dims;  // like's dims from the innermost in memory; size-1 dims have no say
+  for (int64_t d = 0; d < like.dim(); ++d)
+    if (like.size(d) != 1) dims.push_back(d);
+  std::sort(dims.begin(), dims.end(), [&](int64_t a, int64_t b) { return like.stride(a) < like.stride(b); });
+  int64_t row = 1;
+  size_t k = 0;
+  for (; k < dims.size() && g.stride(dims[k]) == row; ++k) row *= g.size(dims[k]);
+  if (k == dims.size()) return std::make_pair(row, row);  // dense, strides differing in size-1 dims only
+  const int64_t row_stride = g.stride(dims[k]);
+  for (int64_t expected = row_stride; k < dims.size(); expected *= g.size(dims[k]), ++k)
+    if (g.stride(dims[k]) != expected) return std::nullopt;
+  return std::make_pair(row, row_stride);
+}
+
+bool backward_rows_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
+  if (x.numel() >= (int64_t{1} << 31)) return false;
+  const auto rows = rows_of(grad_output, grad_input);
+  if (!rows) return false;
+  const c10::cuda::CUDAGuard guard(x.device());
+  C10_CUDA_CHECK(launch_backward_rows(to_kernel_dtype(x.scalar_type()), grad_output.const_data_ptr(), rows->first,
+                                      rows->second, x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
+                                      c10::cuda::getCurrentCUDAStream()));
+  return true;
+}
+
 at::Tensor mish_cuda(const at::Tensor& self) { return forward(self, forward_kernel); }
 void mish_cuda_(const at::Tensor& self) { forward_(self, forward_kernel); }
 at::Tensor mish_backward_cuda(const at::Tensor& grad_output, const at::Tensor& self) {
-  return backward(grad_output, self, backward_kernel);
+  return backward(grad_output, self, backward_kernel, backward_rows_kernel);
 }
 
 at::Tensor mish_backward_affine_cuda(const at::Tensor& grad_output, const at::Tensor& self, const at::Tensor& mean,

@@ -13,7 +13,7 @@ dtype (weights and input, channels_last) and run under torch.no_grad().
 
 Paths: eager; torch.compile (default, and mode="max-autotune", which also captures CUDA graphs);
 cudagraphs = torch.compile(mode="reduce-overhead"); aoti-python = torch.export ->
-aoti_compile_and_package -> aoti_load_package; aoti-cpp = the same package run by the C++ runner
+aoti_compile_and_package -> torch_mish.aoti.load_package; aoti-cpp = the same package run by the C++ runner
 (benchmarks/aoti/runner.cpp, no Python), which loads torch_mish's op library first. Under
 torch.compile torch_mish.Mish traces to aten.mish; the row "torch_mish.Mish [lowered]" keeps the
 custom op and lets Inductor decompose it (torch_mish/_inductor.py). Under AOTInductor the op is kept:
@@ -405,6 +405,7 @@ class Group:
 
     def _aoti(self, variant: str) -> Callable[[], Any]:
         import torch_mish._inductor as mi
+        import torch_mish.aoti
 
         pkg = self.workdir / "packages" / f"{self.gid}{'_' + variant if variant else ''}.pt2"
         pkg.parent.mkdir(parents=True, exist_ok=True)
@@ -431,7 +432,7 @@ class Group:
                 return runner.run([x])
 
             return run_so
-        loaded = torch._inductor.aoti_load_package(str(pkg))
+        loaded = torch_mish.aoti.load_package(pkg)
 
         def fn() -> Any:
             with torch.no_grad():
@@ -442,14 +443,14 @@ class Group:
     def _try_load(self, target: Path) -> str:
         """'' when target (a .pt2 package or a bare .so) loads and runs once in a fresh process."""
         code = (
-            "import sys, torch, torch_mish\n"
+            "import sys, torch, torch_mish.aoti\n"
             "p, shape, dtype = sys.argv[1], [int(v) for v in sys.argv[2].split(',')], getattr(torch, sys.argv[3])\n"
             "x = torch.randn(shape).to(dtype).cuda().contiguous(memory_format=torch.channels_last)\n"
             "if p.endswith('.so'):\n"
             "    r = torch._C._aoti.AOTIModelContainerRunnerCuda(p, 1, 'cuda', p.rsplit('/', 1)[0])\n"
             "    r.run([x])\n"
             "else:\n"
-            "    torch._inductor.aoti_load_package(p)(x)\n"
+            "    torch_mish.aoti.load_package(p)(x)\n"
             "torch.cuda.synchronize()\n"
         )
         dtype = str(self.dtype).split(".")[1]

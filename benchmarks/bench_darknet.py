@@ -89,9 +89,13 @@ def main() -> None:
                 }
                 rows.append(row)
                 print(row, flush=True)
-    table = ["| mode | dtype | batch | size | YOLOv4CSP ms | Darknet ms | Darknet / YOLOv4CSP |", "|---|---|---|---|---|---|---|"]
+    table = [
+        "| mode | dtype | batch | size | YOLOv4CSP ms | Darknet ms | Darknet / YOLOv4CSP |",
+        "|---|---|---|---|---|---|---|",
+    ]
     table += [
-        f"| {r['mode']} | {r['dtype']} | {r['batch']} | {r['size']} | {r['yolov4csp_ms']} | {r['darknet_ms']} | {r['ratio']} |"
+        f"| {r['mode']} | {r['dtype']} | {r['batch']} | {r['size']} | {r['yolov4csp_ms']} | {r['darknet_ms']} "
+        f"| {r['ratio']} |"
         for r in rows
     ]
     write_table("darknet", rows, environment(), "\n".join(table))

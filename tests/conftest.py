@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import torch
 
-import torch_mish
+import torch_mish  # noqa: F401 - registers torch.ops.mish for every test
 
 HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
 

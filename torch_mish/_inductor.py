@@ -33,6 +33,8 @@ from collections.abc import Iterator
 
 import torch
 
+from torch_mish import _compat
+
 _OP = torch.ops.mish.mish.default
 _HALF = (torch.float16, torch.bfloat16)
 # Above this, N / (N + 2) rounds to 1 in float32 and float64 alike (2e^-2x < eps), so clamping the
@@ -104,8 +106,6 @@ def register_by_default() -> None:
     a process that never compiles does not pay for it)."""
     if os.environ.get("TORCH_MISH_INDUCTOR_DECOMPOSE", "1") == "0":
         return
-    from torch_mish import _compat  # noqa: PLC0415 - _compat imports this package's ops
-
     if _DECOMPOSITION_MODULE in sys.modules:
         register()
     else:

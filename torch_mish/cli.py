@@ -545,9 +545,7 @@ def build_from_model(
             f"{coverage.engines} TensorRT engines; run `torch-mish inspect {src}` for the unsupported ops"
         )
     network = coverage.network
-    cache_path = Path(args.timing_cache) if getattr(args, "timing_cache", None) else None
-    cache_in = (cache_path.read_bytes() if cache_path.is_file() else b"") if cache_path is not None else None
-    data = network.build_serialized_engine(timing_cache=cache_in) if engine else None
+    data = network.build_serialized_engine(timing_cache=read_timing_cache(args)) if engine else None
     advance()
     inputs, outputs = network_io(network.network)
     report: dict[str, Any] = {
@@ -575,9 +573,16 @@ def build_from_model(
         "runtime": runtime_note(mt, trt),
         "dry_run_text": coverage.text if getattr(args, "show_dry_run", False) else None,
     }
-    if cache_path is not None:
-        report["timing_cache"] = str(cache_path)
     return Built(network.network, network, report, data, network.timing_cache)
+
+
+def read_timing_cache(args: argparse.Namespace) -> bytes | None:
+    """--timing-cache: the file's bytes, b"" for a file not there yet (TensorRT starts an empty cache,
+    as trtexec --timingCacheFile does), None without the flag."""
+    if not getattr(args, "timing_cache", None):
+        return None
+    path = Path(args.timing_cache)
+    return path.read_bytes() if path.is_file() else b""
 
 
 def plugin_library(mt: Any) -> str | None:
@@ -628,11 +633,10 @@ def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
         config = builder.create_builder_config()
         if getattr(args, "workspace", None):
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(args.workspace) * 2**20)
-        cache_path = Path(args.timing_cache) if getattr(args, "timing_cache", None) else None
-        if cache_path is not None:
+        cache_in = read_timing_cache(args)
+        if cache_in is not None:
             # TensorRT's own timing cache: read if there, written back after the build (trtexec --timingCacheFile)
-            cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
-            config.set_timing_cache(cache, False)
+            config.set_timing_cache(config.create_timing_cache(cache_in), False)
         profile = builder.create_optimization_profile()
         dynamic = False
         for i in range(network.num_inputs):
@@ -707,9 +711,7 @@ def build_from_onnx(  # noqa: PLR0912 - input checks, one message each
         "plugin_library": plugin_library(mt) if counts["TorchMish"] else None,
         "runtime": runtime_note(mt, trt),
     }
-    cache_bytes = bytes(config.get_timing_cache().serialize()) if cache_path is not None else None
-    if cache_path is not None:
-        report["timing_cache"] = str(cache_path)
+    cache_bytes = bytes(config.get_timing_cache().serialize()) if cache_in is not None else None
     return Built(network, (builder, parser, config), report, bytes(data) if data is not None else None, cache_bytes)
 
 
@@ -730,6 +732,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     built = build_any(args.src, args, console, engine=True)
     assert built.engine is not None
     report = {**built.report, "engine": str(out), "engine_bytes": len(built.engine)}
+    if cache_path is not None:
+        report["timing_cache"] = str(cache_path)
     report = {k: v for k, v in report.items() if v is not None or k in ("runtime", "plugin_library")}
     with atomic(out) as tmp:
         tmp.write_bytes(built.engine)

@@ -34,6 +34,11 @@ def random_inputs(n: int, gen: torch.Generator) -> torch.Tensor:
     return x[torch.randperm(n, generator=gen)]
 
 
+def all_half_values(dtype: torch.dtype) -> torch.Tensor:
+    """Every float16 or bfloat16 bit pattern (NaNs, infinities and subnormals included)."""
+    return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
+
+
 def mish_reference(x: torch.Tensor) -> torch.Tensor:
     """F.mish in float64 on the CPU, with the -inf limit (0) that torch_mish documents."""
     x64 = x.detach().to("cpu", torch.float64)

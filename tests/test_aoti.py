@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import assert_mish_close, mish_reference, random_inputs, requires_cuda
+from helpers import all_half_values, assert_mish_close, mish_reference, random_inputs, requires_cuda
 from torch import nn
 
 import torch_mish
@@ -48,10 +48,6 @@ def _decomposition_restored() -> Iterator[None]:
     before = mi.is_registered()
     yield
     (mi.register if before else mi.unregister)()
-
-
-def all_half_values(dtype: torch.dtype) -> torch.Tensor:
-    return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)
 
 
 def package_text(path: Path) -> str:

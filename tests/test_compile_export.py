@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 import torch
-from helpers import DEVICES, requires_cuda
+from helpers import DEVICES, all_half_values, assert_mish_close, mish_reference, random_inputs, requires_cuda
 from torch import nn
 
 import torch_mish
@@ -29,12 +29,13 @@ def conv_bn_mish(device: str, inplace: bool = False) -> nn.Module:
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("inplace", [False, True])
-@pytest.mark.parametrize("as_aten", [True, False], ids=["aten-mish", "custom-op"])
+@pytest.mark.parametrize("as_aten", [None, True, False], ids=["auto", "aten-mish", "custom-op"])
 def test_compile_fullgraph_matches_eager(
-    device: str, inplace: bool, as_aten: bool, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+    device: str, inplace: bool, as_aten: bool | None, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Both ways torch.compile can see Mish: aten.mish (the default) and the custom op
-    (TORCH_MISH_COMPILE_AS_ATEN=0), whose traced in-place form must save a copy of its input."""
+    """Every way torch.compile can see Mish: the default (aten.mish with gradients, the decomposed custom
+    op without), aten.mish, and the custom op (TORCH_MISH_COMPILE_AS_ATEN=0), whose traced in-place form
+    must save a copy of its input. Inference runs under no_grad as well, the default's other graph."""
     monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", as_aten)
     torch._dynamo.reset()
     model = conv_bn_mish(device, inplace)
@@ -53,6 +54,8 @@ def test_compile_fullgraph_matches_eager(
             yc.sum().backward()
             torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(yc, ye, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -73,12 +76,10 @@ def test_compile_batchnorm_mish_matches_its_eager_fused_path(device: str, gen: t
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)
 
 
-def test_compile_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Under torch.compile the autograd-traced forward graph holds aten.mish (which Inductor fuses and
-    may recompute in backward instead of saving), not the opaque custom op."""
+def aot_forward_targets(model: nn.Module, x: torch.Tensor) -> set[str]:
+    """The call targets of the forward graph(s) AOTAutograd hands the compiler for model(x)."""
     from torch._functorch.aot_autograd import aot_module_simplified
 
-    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", True)  # the default, whatever the env says
     torch._dynamo.reset()
     found: list[set[str]] = []
 
@@ -89,10 +90,48 @@ def test_compile_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> No
 
         return aot_module_simplified(gm, inputs, fw_compiler=forward_compiler, bw_compiler=lambda g, _: g.forward)
 
-    model = conv_bn_mish("cpu").train()
-    torch.compile(model, backend=backend, fullgraph=True)(torch.randn(2, 3, 8, 8, requires_grad=True)).sum().backward()
-    targets = set().union(*found)
+    out = torch.compile(model, backend=backend, fullgraph=True)(x)
+    if out.requires_grad:
+        out.sum().backward()
+    return set().union(*found)
+
+
+def test_compile_training_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default, where a gradient is needed, torch.compile sees aten.mish (Inductor fuses its forward and
+    backward and may recompute it in backward instead of saving), not the opaque custom op."""
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)  # the default, whatever the env says
+    targets = aot_forward_targets(conv_bn_mish("cpu").train(), torch.randn(2, 3, 8, 8, requires_grad=True))
     assert "aten.mish.default" in targets and not any(t.startswith("mish.") for t in targets), sorted(targets)
+
+
+def test_compile_inference_keeps_the_op_for_its_decomposition(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default, without gradients, torch.compile keeps torch.ops.mish.mish, whose decomposition
+    (torch_mish/_inductor.py) Inductor fuses: faster than Inductor's aten.mish (benchmarks/results)."""
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)
+    with torch.no_grad():
+        targets = aot_forward_targets(conv_bn_mish("cpu").eval(), torch.randn(2, 3, 8, 8))
+    assert "mish.mish.default" in targets and "aten.mish.default" not in targets, sorted(targets)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_inference_is_the_decomposition(device: str, gen: torch.Generator) -> None:
+    """Inductor's code for an inference graph calls no torch_mish kernel (the op is decomposed and fused)
+    and meets the accuracy contract: on CUDA that checks the Triton code's hardware exp2 and rsqrt, over
+    every float16/bfloat16 value and random float32 with special values."""
+    from torch._inductor.utils import run_and_get_code
+
+    specials = torch.tensor([0.0, -0.0, 19.9, 20.0, 20.5, 88.8, 1e30, -1e30, -104.0, torch.inf, -torch.inf, torch.nan])
+    inputs = [all_half_values(torch.float16), all_half_values(torch.bfloat16)]
+    inputs.append(torch.cat([random_inputs(200_000, gen).float(), specials]))
+    model = torch_mish.Mish().eval()
+    for x in (t.to(device) for t in inputs):
+        torch._dynamo.reset()
+        with torch.no_grad():
+            y, code = run_and_get_code(torch.compile(model, fullgraph=True), x)
+        # generated kernels name the op they came from in comments ("Original ATen: [mish.mish]")
+        calls = [line for c in code for line in c.splitlines() if "mish.mish" in line and "#" not in line]
+        assert not calls, f"the op was not decomposed: {calls[:3]}"
+        assert_mish_close(y, mish_reference(x), f"compiled decomposition, {device}, {x.dtype}")
 
 
 @pytest.mark.parametrize("device", DEVICES)

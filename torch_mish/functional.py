@@ -8,8 +8,13 @@ import torch
 import torch.nn.functional as F
 
 from torch_mish import _compat
+from torch_mish._inductor import DECOMPOSE_BY_DEFAULT
 
-_COMPILE_AS_ATEN = os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", "1") != "0"
+# What torch.compile (not torch.export) traces: True, aten.mish; False, torch.ops.mish.mish; None
+# (TORCH_MISH_COMPILE_AS_ATEN unset), the custom op for inference, where Inductor fuses its
+# decomposition (torch_mish/_inductor.py, faster than its own aten.mish code), and aten.mish where a
+# gradient is needed, whose forward and backward Inductor fuses together.
+_COMPILE_AS_ATEN: bool | None = {"1": True, "0": False}.get(os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", ""))
 
 # Bound once: on small tensors the host cost of a call is the whole cost, and each Python frame and
 # attribute lookup adds to it. The eager path calls the overloads' builtins; traced paths call the
@@ -30,8 +35,9 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: P
     memory format, differentiable twice. Computes float16/bfloat16 in float32 and rounds once.
     Unlike ``F.mish``, ``mish(-inf)`` is 0 (the limit), not NaN.
 
-    Under ``torch.compile`` (but not ``torch.export``) this traces to ``aten.mish`` so Inductor can
-    fuse it with neighbouring ops; set ``TORCH_MISH_COMPILE_AS_ATEN=0`` to keep the custom op.
+    Under ``torch.compile`` Inductor fuses Mish with neighbouring ops: without gradients it decomposes
+    the custom op (torch_mish/_inductor.py), with them it gets ``aten.mish``. ``TORCH_MISH_COMPILE_AS_ATEN``
+    set to 1 or 0 picks ``aten.mish`` or the custom op always. ``torch.export`` keeps the custom op.
 
     Args:
         input: a float32, float64, float16 or bfloat16 tensor on the CPU or a CUDA device.
@@ -60,11 +66,10 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: P
             return _mish_eager(input)
         _mish_eager_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
-    if _COMPILE_AS_ATEN and _is_compiling() and not _is_exporting():
-        # torch.compile (not export): hand Inductor aten.mish, which it fuses into neighbouring
-        # pointwise code (a BatchNorm epilogue, a residual add); an opaque custom op would cost a
-        # separate kernel and a round trip through memory. torch.export keeps torch.ops.mish.mish.
-        # TORCH_MISH_COMPILE_AS_ATEN=0 keeps the custom op under torch.compile as well.
+    if _is_compiling() and not _is_exporting() and _compile_as_aten(input):
+        # torch.compile with a gradient (or TORCH_MISH_COMPILE_AS_ATEN=1): aten.mish, whose forward and
+        # backward Inductor fuses into neighbouring pointwise code; an opaque op would cost a separate
+        # kernel and a round trip through memory each way.
         return F.mish(input, inplace=inplace)
     if inplace:
         # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:
@@ -74,3 +79,11 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: P
         source = input.clone() if input.requires_grad and torch.is_grad_enabled() else input
         return input.copy_(_mish(source))
     return _mish(input)
+
+
+def _compile_as_aten(input: torch.Tensor) -> bool:
+    """Under torch.compile: trace aten.mish (True) or the custom op (False). Dynamo guards on grad mode
+    and requires_grad, so inference and training each get their own graph."""
+    if _COMPILE_AS_ATEN is not None:
+        return _COMPILE_AS_ATEN
+    return not DECOMPOSE_BY_DEFAULT or (torch.is_grad_enabled() and input.requires_grad)

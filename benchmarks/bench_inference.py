@@ -14,19 +14,20 @@ dtype (weights and input, channels_last) and run under torch.no_grad().
 Paths: eager; torch.compile (default, and mode="max-autotune", which also captures CUDA graphs);
 cudagraphs = torch.compile(mode="reduce-overhead"); aoti-python = torch.export ->
 aoti_compile_and_package -> torch_mish.aoti.load_package; aoti-cpp = the same package run by the C++ runner
-(benchmarks/aoti/runner.cpp, no Python), which loads torch_mish's op library first. Under
-torch.compile torch_mish.Mish traces to aten.mish; the row "torch_mish.Mish [lowered]" keeps the
-custom op and lets Inductor decompose it (torch_mish/_inductor.py). Under AOTInductor the op is kept:
-"[kernel]" calls torch_mish's CUDA kernel (an extern call), "[lowered]" is the decomposition fused
-by Inductor.
+(benchmarks/aoti/runner.cpp, no Python), which loads torch_mish's op library first. torch_mish.Mish
+runs as shipped: Inductor fuses the op's decomposition (torch_mish/_inductor.py) on every compiled
+path. "torch_mish.Mish [kernel]" (AOTInductor, --kernel-batches) keeps torch_mish's CUDA kernel as an
+extern call instead (TORCH_MISH_INDUCTOR_DECOMPOSE=0).
 
 Method: one process per (model, activation, dtype, batch) group. All groups compile in parallel
-(CPU-bound), then wait at a barrier; after it, the groups are timed one at a time with nothing else
-running on the GPU or in other processes. Each path: warm-up calls, then --iters calls back to back,
-each between two CUDA events; median, 10th and 90th percentile. Peak memory: the weights, plus what
-the path keeps allocated beyond its own copy of the weights (CUDA-graph pools), plus the largest
-allocation above that during a timed call (PyTorch's caching allocator; for the C++ runner its own
-allocator statistics). err_vs_eager: relative L2 error of the outputs against the eager model.
+(CPU-bound), then wait at a barrier; after it, the groups are timed one at a time per GPU. With
+several GPUs each (model, dtype, batch) cell is given one GPU, so the activations compared in a cell
+ran on the same chip, and the GPUs time their cells side by side. Each path: warm-up calls, then
+--iters calls back to back, each between two CUDA events; median, 10th and 90th percentile. Peak
+memory: the weights, plus what the path keeps allocated beyond its own copy of the weights
+(CUDA-graph pools), plus the largest allocation above that during a timed call (PyTorch's caching
+allocator; for the C++ runner its own allocator statistics). err_vs_eager: relative L2 error of the
+outputs against the eager model.
 """
 
 from __future__ import annotations
@@ -36,12 +37,14 @@ import atexit
 import copy
 import json
 import os
+import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -368,10 +371,7 @@ class Group:
         if "eager" in paths:
             self._prepare(act, "eager", lambda: call(self.model))
         if "compile" in paths:
-            if s["compile_variants"] == ["lowered"]:
-                self._prepare(f"{act} [lowered]", "compile", self._compiled_lowered)
-            else:
-                self._prepare(act, "compile", lambda: compiled(None))
+            self._prepare(act, "compile", lambda: compiled(None))
         if "cudagraphs" in paths and self.device == "cuda":
             self._prepare(act, "cudagraphs", lambda: cudagraphed("reduce-overhead"))
         if "aoti-python" in paths or "aoti-cpp" in paths:
@@ -381,35 +381,13 @@ class Group:
         if "max-autotune" in paths and self.device == "cuda":  # last: the longest compile
             self._prepare(act, "max-autotune", lambda: cudagraphed("max-autotune"))
 
-    def _compiled_lowered(self) -> Callable[[], Any]:
-        """torch.compile keeping torch.ops.mish.mish (TORCH_MISH_COMPILE_AS_ATEN=0), decomposed by Inductor.
-        The switch is a module global that Dynamo guards on: it is set around every call, or the
-        next call would recompile with aten.mish."""
-        import torch_mish._inductor as mi
-        import torch_mish.functional as tmf
-
-        m = torch.compile(copy.deepcopy(self.model))
-        x = self.x
-
-        def fn() -> Any:
-            tmf._COMPILE_AS_ATEN = False  # what TORCH_MISH_COMPILE_AS_ATEN=0 sets at import
-            try:
-                with torch.no_grad():
-                    return m(x)
-            finally:
-                tmf._COMPILE_AS_ATEN = True
-
-        with mi.lowered():
-            fn()  # compiles now, with the decomposition registered
-        return fn
-
     def _aoti(self, variant: str) -> Callable[[], Any]:
         import torch_mish._inductor as mi
         import torch_mish.aoti
 
         pkg = self.workdir / "packages" / f"{self.gid}{'_' + variant if variant else ''}.pt2"
         pkg.parent.mkdir(parents=True, exist_ok=True)
-        with torch.no_grad(), mi.lowered(variant == "lowered"):
+        with torch.no_grad(), mi.lowered(variant != "kernel"):
             ep = torch.export.export(self.model, (self.x,))
             torch._inductor.aoti_compile_and_package(ep, package_path=str(pkg))
         target = pkg
@@ -524,6 +502,7 @@ class Group:
             "ms_p10": round(quantile(times, 0.1), 4) if times else None,
             "ms_p90": round(quantile(times, 0.9), 4) if times else None,
             "peak_gib": round(peak / GIB, 3) if peak is not None else None,
+            "gpu": s.get("gpu", 0),
         }
         row.update({k: v for k, v in info.items() if k != "retained_bytes"})
         if isinstance(row.get("err_vs_eager"), float):
@@ -593,6 +572,7 @@ def group_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
     mat_acts = set(args.max_autotune_activations.split(","))
     mat_batches = {int(b) for b in args.max_autotune_batches.split(",")}
     aoti_acts = set(args.aoti_activations.split(",")) if args.aoti_activations != "all" else set(ALL_ACTIVATIONS)
+    kernel_batches = {int(b) for b in args.kernel_batches.split(",") if b}
     for model in models:
         for dtype in args.dtypes.split(","):
             for batch in (int(b) for b in args.batches.split(",")):
@@ -608,23 +588,14 @@ def group_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
                         paths = [p for p in paths if not p.startswith("aoti")]
                     gid = f"{model.replace(':', '_')}_{act.split('(')[0].replace('.', '_')}_{dtype}_b{batch}"
                     base = {"id": gid, "model": model, "activation": act, "dtype": dtype, "batch": batch, **common}
-                    if act != "torch_mish.Mish":
-                        specs.append({**base, "paths": paths, "compile_variants": ["default"], "aoti_variants": [""]})
-                        continue
-                    # torch_mish in two groups that compile in parallel: as shipped (compile traces to
-                    # aten.mish; AOTI calls the kernel), and with the op decomposed by Inductor
-                    specs.append({**base, "paths": paths, "compile_variants": ["default"], "aoti_variants": ["kernel"]})
-                    lowered_paths = [p for p in paths if p in ("compile", "aoti-python", "aoti-cpp")]
-                    if args.lowered and lowered_paths:
-                        specs.append(
-                            {
-                                **base,
-                                "id": gid + "_lowered",
-                                "paths": lowered_paths,
-                                "compile_variants": ["lowered"],
-                                "aoti_variants": ["lowered"],
-                            }
-                        )
+                    specs.append({**base, "paths": paths, "aoti_variants": [""]})
+                    aoti_paths = [p for p in paths if p.startswith("aoti")]
+                    if act == "torch_mish.Mish" and batch in kernel_batches and aoti_paths:
+                        # the op kept as torch_mish's kernel: its own group, compiling in parallel
+                        specs.append({**base, "id": gid + "_kernel", "paths": aoti_paths, "aoti_variants": ["kernel"]})
+    cells = list(dict.fromkeys((s["model"], s["dtype"], s["batch"]) for s in specs))
+    for spec in specs:  # a cell's groups share a GPU: its ratios compare runs on one chip
+        spec["gpu"] = cells.index((spec["model"], spec["dtype"], spec["batch"])) % max(1, args.gpus)
     for spec in specs:
         spec["profile"] = (
             args.profile
@@ -653,6 +624,11 @@ def orchestrate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[st
     for f in workdir.glob("*.*"):
         if f.name.split(".")[0] in ("ready", "go", "rows", "profile"):
             f.unlink()
+    if args.gpus is None:
+        args.gpus = torch.cuda.device_count() if args.device == "cuda" else 1
+    # each group process sees only its GPU (as device 0)
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = (listed.split(",") if listed else [str(i) for i in range(args.gpus)]) if args.device == "cuda" else []
     specs = group_specs(args)
     deadline = time.monotonic() + args.deadline_s
     for spec in specs:  # groups stop compiling here (wall clock: they are other processes)
@@ -666,7 +642,8 @@ def orchestrate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[st
         for spec in wave:
             log = open(workdir / f"log.{spec['id']}.txt", "w")  # noqa: SIM115 - closed with the process
             cmd = [sys.executable, __file__, "--group", json.dumps(spec), "--workdir", str(workdir)]
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            group_env = {**env, "CUDA_VISIBLE_DEVICES": str(visible[spec["gpu"]])} if visible else env
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=group_env, start_new_session=True)
             procs[spec["id"]] = (proc, log)
             _GROUPS.add(proc)
         t0 = time.monotonic()
@@ -680,32 +657,52 @@ def orchestrate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[st
         if args.timing_after:  # other GPU work (a probe, tests) must end before anything is timed
             while not Path(args.timing_after).exists() and time.monotonic() < deadline - args.timing_reserve_s + 60:
                 time.sleep(0.5)
-        for gid, (proc, log) in procs.items():
-            if proc.poll() is None and not (workdir / f"ready.{gid}").exists():
-                os.killpg(proc.pid, signal.SIGKILL)
-                notes.append(f"{gid}: not compiled by the deadline, skipped")
-            elif proc.poll() is None:
-                (workdir / f"go.{gid}").write_text("1")
-                try:
-                    proc.wait(timeout=max(10.0, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    notes.append(f"{gid}: timing ran past the deadline, killed")
-            log.close()
-            result = workdir / f"rows.{gid}.json"
-            if result.exists():
-                data = json.loads(result.read_text())
-                rows += data["rows"]
-                notes += [f"{gid}: {n}" for n in data["notes"]]
-            elif proc.returncode not in (0, None):
-                notes.append(f"{gid}: process ended with {proc.returncode} (log.{gid}.txt)")
+        by_gpu: dict[int, list[str]] = {}
+        for spec in wave:
+            by_gpu.setdefault(spec["gpu"], []).append(spec["id"])
+        with ThreadPoolExecutor(max_workers=max(1, len(by_gpu))) as pool:  # the GPUs time side by side
+            futures = [pool.submit(time_groups, gids, procs, workdir, deadline) for _, gids in sorted(by_gpu.items())]
+            for future in futures:
+                gpu_rows, gpu_notes = future.result()
+                rows += gpu_rows
+                notes += gpu_notes
         print(f"wave {start // args.jobs}: timed by {time.monotonic() - t0:.0f} s", flush=True)
+    return rows, notes
+
+
+def time_groups(
+    gids: list[str], procs: dict[str, tuple[subprocess.Popen[bytes], Any]], workdir: Path, deadline: float
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Let one GPU's compiled groups time themselves, one after the other; collect their rows."""
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for gid in gids:
+        proc, log = procs[gid]
+        if proc.poll() is None and not (workdir / f"ready.{gid}").exists():
+            os.killpg(proc.pid, signal.SIGKILL)
+            notes.append(f"{gid}: not compiled by the deadline, skipped")
+        elif proc.poll() is None:
+            (workdir / f"go.{gid}").write_text("1")
+            try:
+                proc.wait(timeout=max(10.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                notes.append(f"{gid}: timing ran past the deadline, killed")
+        log.close()
+        result = workdir / f"rows.{gid}.json"
+        if result.exists():
+            data = json.loads(result.read_text())
+            rows += data["rows"]
+            notes += [f"{gid}: {n}" for n in data["notes"]]
+        elif proc.returncode not in (0, None):
+            notes.append(f"{gid}: process ended with {proc.returncode} (log.{gid}.txt)")
     return rows, notes
 
 
 def markdown(rows: list[dict[str, Any]], notes: list[str], args: argparse.Namespace) -> str:
     lines = [
-        f"- method: one process per group; all groups compile in parallel, then are timed one at a time; "
+        f"- method: one process per group; all groups compile in parallel, then are timed one at a time per GPU "
+        f"(a cell's groups on one GPU, column gpu); "
         f"{args.warmup} warm-up calls, {args.iters} timed calls each between CUDA events; median, p10, p90",
         "- model: eval, conv-BN folded, weights and input in the dtype, channels_last, torch.no_grad()",
         "",
@@ -749,9 +746,12 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
             ok = None if r1 is None and r2 is None else (r1 is None or r1 <= 1.02) and (r2 is None or r2 <= 1.05)
             spec = "≤ 1.02× / ≤ 1.05×"
         target = "n/a" if ok is None else "met" if ok else "missed"
+        if act != "torch_mish.Mish":  # a variant measured for comparison, not what ships
+            target = "variant, not the default"
         f1 = f"{r1:.3f}" if r1 else "-"
         f2 = f"{r2:.3f}" if r2 else "-"
-        out.append(f"| {model} | {path} | {dtype} | {batch} | {act} | {ms:.3f} | {f1} | {f2} | {target} ({spec}) |")
+        shown = target if act != "torch_mish.Mish" else f"{target} ({spec})"
+        out.append(f"| {model} | {path} | {dtype} | {batch} | {act} | {ms:.3f} | {f1} | {f2} | {shown} |")
     return out
 
 
@@ -821,11 +821,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--aoti-activations", default="all")
     p.add_argument("--max-autotune-dtypes", default="fp16,bf16")
     p.add_argument(
-        "--lowered",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="also torch_mish.Mish [lowered]: the custom op decomposed by Inductor (compile, AOTI)",
+        "--kernel-batches",
+        default="16",
+        help="batches with a torch_mish.Mish [kernel] AOTInductor row (the op as an extern kernel); '' for none",
     )
+    p.add_argument("--gpus", type=int, default=None, help="GPUs to spread the cells over (default: all visible)")
     p.add_argument("--aoti-safe-load", action="store_true", help="load each package in a throwaway process first")
     p.add_argument("--runner", default=str(ROOT / "out/aoti/aoti_runner"))
     p.add_argument("--jobs", type=int, default=64, help="groups compiling at once (a wave)")
@@ -839,6 +839,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", default=str(ROOT / "out/inference"))
     p.add_argument("--out-name", default="inference")
     p.add_argument("--plot-only", action="store_true", help="redraw results/<out-name>.png from its CSV")
+    p.add_argument("--merge", help="RUN1,RUN2,...: write results/<out-name>.* from those runs' results")
     p.add_argument("--group", help=argparse.SUPPRESS)
     return p
 
@@ -853,6 +854,9 @@ def main() -> None:
     if args.group:
         run_group(json.loads(args.group), Path(args.workdir))
         return
+    if args.merge:
+        merge(args.merge.split(","), args.out_name)
+        return
     from common import RESULTS, write_table
 
     t0 = time.monotonic()
@@ -862,9 +866,57 @@ def main() -> None:
     env = environment(args)
     env["wall_s"] = f"{time.monotonic() - t0:.0f}"
     write_table(args.out_name, rows, env, markdown(rows, notes, args))
+    env_path = RESULTS / f"{args.out_name}.env.json"  # the notes too, for --merge
+    env_path.write_text(json.dumps({**env, "notes": notes}, indent=1))
     plot(rows, RESULTS / f"{args.out_name}.png")
     print("\n".join(ratio_lines(rows)))
     print("\n".join(f"note: {n}" for n in notes[:40]))
+
+
+def _cell(value: str) -> Any:
+    """A CSV field back to what the run wrote: None, int, float or text."""
+    if value == "":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def merge(names: list[str], out_name: str) -> None:
+    """One table from several runs' results (results/<name>.csv): a later run's row replaces an earlier
+    one of the same (model, activation, path, dtype, batch); column run names each row's source."""
+    import csv
+
+    from common import RESULTS, write_table
+
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    notes: list[str] = []
+    header: dict[str, str] = {}
+    for name in names:
+        env = json.loads((RESULTS / f"{name}.env.json").read_text())
+        notes += [f"{name}: {n}" for n in env.pop("notes", [])]
+        header[f"run {name}"] = ", ".join(f"{k}: {v}" for k, v in env.items())
+        with open(RESULTS / f"{name}.csv") as f:
+            for row in csv.DictReader(f):
+                r = {k: _cell(v) for k, v in row.items()}
+                r["run"] = name
+                merged[(r["model"], r["activation"], r["path"], r["dtype"], r["batch"])] = r
+    rows = list(merged.values())
+    # the runs' own --warmup/--iters where they agree (each run's command is in the header)
+    parsed = [
+        make_parser().parse_known_args(shlex.split(h.split("command: ", 1)[-1].split(", wall_s")[0]))[0]
+        for h in header.values()
+    ]
+    same = {(a.warmup, a.iters) for a in parsed}
+    warmup, iters = same.pop() if len(same) == 1 else ("(per run)", "(per run)")
+    method = argparse.Namespace(warmup=warmup, iters=iters)
+    write_table(out_name, rows, header, markdown(rows, notes, method))
+    (RESULTS / f"{out_name}.env.json").write_text(json.dumps({**header, "notes": notes}, indent=1))
+    plot(rows, RESULTS / f"{out_name}.png")
+    print("\n".join(ratio_lines(rows)))
 
 
 def environment(args: argparse.Namespace) -> dict[str, str]:

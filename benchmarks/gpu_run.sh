@@ -50,6 +50,16 @@ for stage in "$@"; do
       timeout 200 ncu --section SpeedOfLight --metrics smsp__inst_executed.sum,dram__bytes.sum,lts__t_bytes.sum \
         --kernel-name-base demangled -k regex:mish -c 8 $PY benchmarks/ncu_backward.py > "$OUT/ncu_backward.log" 2>&1; status=$((status | $?))
       grep -E "mish|Duration|Memory Throughput|Compute \(SM\)|inst_executed|dram__bytes|lts__t_bytes" "$OUT/ncu_backward.log" | cut -c1-150 | head -64 ;;
+    ncu_forward)  # torch_mish's forward against ReLU's: instructions, bytes, issue activity
+      timeout 200 ncu --section SpeedOfLight \
+        --metrics smsp__inst_executed.sum,dram__bytes.sum,smsp__issue_active.avg.pct_of_peak_sustained_elapsed \
+        --kernel-name-base demangled -k regex:"mish|clamp|relu|threshold" $PY benchmarks/ncu_forward.py > "$OUT/ncu_forward.log" 2>&1
+      status=$((status | $?))
+      grep -E "^  [a-zA-Z_].*\(|Duration|Memory Throughput|DRAM Through|Compute \(SM\)|inst_executed|dram__bytes|issue_active" \
+        "$OUT/ncu_forward.log" | cut -c1-150 | head -80 ;;
+    fused_activation)  # the activation kernels Inductor generates (time, bandwidth, SASS)
+      timeout 300 $PY benchmarks/bench_fused_activation.py > "$OUT/bench_fused_activation.log" 2>&1; status=$((status | $?))
+      cp benchmarks/results/fused_activation.* "$OUT/" 2>/dev/null; tail -22 "$OUT/bench_fused_activation.log" ;;
     kernels)
       timeout 300 $PY benchmarks/bench_kernels.py > "$OUT/bench_kernels.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/kernels.* "$OUT/" 2>/dev/null; tail -3 "$OUT/bench_kernels.log" ;;

@@ -76,62 +76,87 @@ def test_compile_batchnorm_mish_matches_its_eager_fused_path(device: str, gen: t
     torch.testing.assert_close(xc.grad, xe.grad, rtol=1e-4, atol=1e-5)
 
 
-def aot_forward_targets(model: nn.Module, x: torch.Tensor) -> set[str]:
-    """The call targets of the forward graph(s) AOTAutograd hands the compiler for model(x)."""
+def forward_targets_per_graph(model: nn.Module, inputs: list[tuple[torch.Tensor, bool]]) -> list[set[str]]:
+    """Compile model once and call it on each (x, grad enabled); the call targets of every forward graph
+    AOTAutograd hands the compiler, in order (a call that Dynamo's guards send to a new graph adds one)."""
     from torch._functorch.aot_autograd import aot_module_simplified
 
     torch._dynamo.reset()
     found: list[set[str]] = []
 
-    def backend(gm: torch.fx.GraphModule, inputs: list[torch.Tensor]):  # noqa: ANN202
+    def backend(gm: torch.fx.GraphModule, example: list[torch.Tensor]):  # noqa: ANN202
         def forward_compiler(g: torch.fx.GraphModule, _: list[torch.Tensor]):  # noqa: ANN202
             found.append({str(n.target) for n in g.graph.nodes if n.op == "call_function"})
             return g.forward
 
-        return aot_module_simplified(gm, inputs, fw_compiler=forward_compiler, bw_compiler=lambda g, _: g.forward)
+        return aot_module_simplified(gm, example, fw_compiler=forward_compiler, bw_compiler=lambda g, _: g.forward)
 
-    out = torch.compile(model, backend=backend, fullgraph=True)(x)
-    if out.requires_grad:
-        out.sum().backward()
-    return set().union(*found)
+    compiled = torch.compile(model, backend=backend, fullgraph=True)
+    for x, grad in inputs:
+        with torch.set_grad_enabled(grad):
+            out = compiled(x)
+        if out.requires_grad:
+            out.sum().backward()
+    return found
 
 
-def test_compile_training_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
-    """By default, where a gradient is needed, torch.compile sees aten.mish (Inductor fuses its forward and
-    backward and may recompute it in backward instead of saving), not the opaque custom op."""
+def test_compile_hands_inductor_aten_mish_with_gradients_and_the_op_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    """By default one compiled model gets two graphs: where a gradient is needed, aten.mish (Inductor fuses
+    its forward and backward and may recompute it in backward instead of saving); under no_grad,
+    torch.ops.mish.mish, whose decomposition (torch_mish/_inductor.py) Inductor fuses, faster than its
+    aten.mish code (benchmarks/results/fused_activation_no_offset.md)."""
+    import torch_mish._inductor as mi
+
     monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)  # the default, whatever the env says
-    targets = aot_forward_targets(conv_bn_mish("cpu").train(), torch.randn(2, 3, 8, 8, requires_grad=True))
-    assert "aten.mish.default" in targets and not any(t.startswith("mish.") for t in targets), sorted(targets)
+    with mi.lowered(True):
+        calls = [(torch.randn(2, 3, 8, 8, requires_grad=True), True), (torch.randn(2, 3, 8, 8), False)]
+        graphs = forward_targets_per_graph(conv_bn_mish("cpu").train(), calls)
+    assert len(graphs) == 2, graphs
+    training, inference = graphs
+    assert "aten.mish.default" in training and not any(t.startswith("mish.") for t in training), sorted(training)
+    assert "mish.mish.default" in inference and "aten.mish.default" not in inference, sorted(inference)
 
 
-def test_compile_inference_keeps_the_op_for_its_decomposition(monkeypatch: pytest.MonkeyPatch) -> None:
-    """By default, without gradients, torch.compile keeps torch.ops.mish.mish, whose decomposition
-    (torch_mish/_inductor.py) Inductor fuses: faster than Inductor's aten.mish (benchmarks/results)."""
+def test_compile_inference_without_the_decomposition_hands_inductor_aten_mish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the decomposition unregistered at run time (mi.lowered(False), as TORCH_MISH_INDUCTOR_DECOMPOSE=0
+    at import), inference traces aten.mish: the op would reach Inductor as an unfused extern kernel."""
+    import torch_mish._inductor as mi
+
     monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)
-    with torch.no_grad():
-        targets = aot_forward_targets(conv_bn_mish("cpu").eval(), torch.randn(2, 3, 8, 8))
-    assert "mish.mish.default" in targets and "aten.mish.default" not in targets, sorted(targets)
+    with mi.lowered(False):
+        (targets,) = forward_targets_per_graph(conv_bn_mish("cpu").eval(), [(torch.randn(2, 3, 8, 8), False)])
+    assert "aten.mish.default" in targets and "mish.mish.default" not in targets, sorted(targets)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-def test_compiled_inference_is_the_decomposition(device: str, gen: torch.Generator) -> None:
-    """Inductor's code for an inference graph calls no torch_mish kernel (the op is decomposed and fused)
+def test_compiled_inference_is_the_decomposition(
+    device: str, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inductor's code for an inference graph is the decomposition, fused (no call of torch_mish's kernel),
     and meets the accuracy contract: on CUDA that checks the Triton code's hardware exp2 and rsqrt, over
-    every float16/bfloat16 value and random float32 with special values."""
+    every float16/bfloat16 value and random float32 with special values (x >= 20 returns x itself)."""
     from torch._inductor.utils import run_and_get_code
 
-    specials = torch.tensor([0.0, -0.0, 19.9, 20.0, 20.5, 88.8, 1e30, -1e30, -104.0, torch.inf, -torch.inf, torch.nan])
+    import torch_mish._inductor as mi
+
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)
+    big = [19.9, 20.0, 20.5, 88.8, 1e30, 1e38, torch.finfo(torch.float32).max]
+    specials = torch.tensor([0.0, -0.0, -1e30, -104.0, torch.inf, -torch.inf, torch.nan, *big])
     inputs = [all_half_values(torch.float16), all_half_values(torch.bfloat16)]
     inputs.append(torch.cat([random_inputs(200_000, gen).float(), specials]))
     model = torch_mish.Mish().eval()
     for x in (t.to(device) for t in inputs):
         torch._dynamo.reset()
-        with torch.no_grad():
+        with torch.no_grad(), mi.lowered(True):
             y, code = run_and_get_code(torch.compile(model, fullgraph=True), x)
         # generated kernels name the op they came from in comments ("Original ATen: [mish.mish]")
         calls = [line for c in code for line in c.splitlines() if "mish.mish" in line and "#" not in line]
         assert not calls, f"the op was not decomposed: {calls[:3]}"
+        assert "exp2" in "\n".join(code), "no exp2 in the generated code: not the decomposition"
         assert_mish_close(y, mish_reference(x), f"compiled decomposition, {device}, {x.dtype}")
+        if x.dtype == torch.float32:
+            past = x >= 20
+            assert torch.equal(y[past], x[past]), "mish(x) must be x itself from 20 on"
 
 
 @pytest.mark.parametrize("device", DEVICES)

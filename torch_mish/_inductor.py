@@ -13,7 +13,8 @@ libdevice's accurate ``expf``, several times longer) and ``1 / (N + 2)`` as ``rs
 (the hardware reciprocal square root; Inductor's ``/`` is a division with range checks). On an
 H200 the fused ``mish(conv + bias)`` kernel of YOLOv4-CSP's first layer then runs at 99 % of copy
 bandwidth in float16, against 75 % with ``torch.exp`` and ``/`` and 45 % for Inductor's ``aten.mish``
-(benchmarks/results/fused_activation.md). The error is that of the CUDA kernel's fast float path
+(benchmarks/results/fused_activation_no_offset.md; bfloat16 and float32, with the offset for
+subnormals below: fused_activation.md). The error is that of the CUDA kernel's fast float path
 (< 2e-6 relative; tests/test_compile_export.py checks it on the GPU). float64 keeps ``exp`` and ``/``.
 
 Special values match the kernel: ``mish(-inf) = 0`` (x is clamped at -1000, where e^x is 0), ``+inf``
@@ -64,16 +65,20 @@ def mish_decomposition(x: torch.Tensor) -> torch.Tensor:
         return torch.clamp(x, min=_ZERO_BELOW) * (big_n / (big_n + 2.0))
     xf = x.float()  # float16/bfloat16: float32 arithmetic, rounded once
     t = torch.clamp(xf, max=_EXP_CLAMP) * _LOG2E
-    if x.dtype == torch.float16:  # mish rounds to 0 in float16 below x = -20, where e^x is still normal
+    if x.dtype == torch.float16:  # float16 mish rounds to 0 below x = -20.3, where e^x is still normal
         n = torch.exp2(t)
     else:
         # Triton's exp2 flushes subnormal results to 0, yet x * e^x is a normal float32 and bfloat16
         # down to x = -91.9 and a subnormal one below: exp2 of a 2^24 times larger value, scaled back
-        # by an IEEE multiply, is exact to x = -104, past which mish rounds to 0 in bfloat16.
+        # by an IEEE multiply, is not flushed above x = -104, past which mish rounds to 0 in bfloat16.
         n = torch.exp2(t + 24.0) * 2.0**-24
     big_n = n * (n + 2.0)
     r = torch.rsqrt(big_n + 2.0)  # N + 2 is in [2, 2.4e17]: r * r = 1 / (N + 2), no under- or overflow
     y = torch.clamp(xf, min=_ZERO_BELOW) * (big_n * (r * r))
+    if x.dtype == torch.float32:
+        # N * r * r is 1 only to a few ulps: past 20, return x itself as the kernel does (at FLT_MAX a
+        # ratio above 1 would overflow). Half types round x * (1 +- 1e-7) back to x.
+        y = torch.where(xf < _EXP_CLAMP, y, xf)
     return y.to(x.dtype)
 
 
@@ -91,6 +96,16 @@ def _clear_cached_tables() -> None:
         cached.cache_clear()  # select_decomp_table() returns a cached copy of the table
 
 
+# Whether Inductor decomposes the op, now or as soon as Inductor loads (register_by_default defers the
+# registration until then). torch_mish.functional reads it while Dynamo traces, which guards on it.
+_decomposes = DECOMPOSE_BY_DEFAULT
+
+
+def decomposes() -> bool:
+    """True when graphs compiled from now on get the decomposition (registered, or to be on Inductor's load)."""
+    return _decomposes
+
+
 def is_registered() -> bool:
     """True when Inductor decomposes ``torch.ops.mish.mish`` in this process."""
     return _table().get(_OP) is mish_decomposition
@@ -98,15 +113,19 @@ def is_registered() -> bool:
 
 def register() -> None:
     """Make Inductor decompose ``torch.ops.mish.mish`` (and so fuse it) in graphs compiled from now on."""
+    global _decomposes  # noqa: PLW0603 - a plain global: what Dynamo guards on while tracing functional.mish
     _table()[_OP] = mish_decomposition
     _clear_cached_tables()
+    _decomposes = True
 
 
 def unregister() -> None:
     """Back to the extern kernel: Inductor calls torch_mish's kernel for every ``torch.ops.mish.mish``."""
+    global _decomposes  # noqa: PLW0603 - a plain global: what Dynamo guards on while tracing functional.mish
     if _table().get(_OP) is mish_decomposition:
         del _table()[_OP]
         _clear_cached_tables()
+    _decomposes = False
 
 
 @contextlib.contextmanager

@@ -7,8 +7,7 @@ import os
 import torch
 import torch.nn.functional as F
 
-from torch_mish import _compat
-from torch_mish._inductor import DECOMPOSE_BY_DEFAULT
+from torch_mish import _compat, _inductor
 
 # What torch.compile (not torch.export) traces: True, aten.mish; False, torch.ops.mish.mish; None
 # (TORCH_MISH_COMPILE_AS_ATEN unset), the custom op for inference, where Inductor fuses its
@@ -82,8 +81,8 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: P
 
 
 def _compile_as_aten(input: torch.Tensor) -> bool:
-    """Under torch.compile: trace aten.mish (True) or the custom op (False). Dynamo guards on grad mode
-    and requires_grad, so inference and training each get their own graph."""
+    """Under torch.compile: trace aten.mish (True) or the custom op (False). Dynamo guards on grad mode,
+    requires_grad and the decomposition's state, so each combination gets its own graph."""
     if _COMPILE_AS_ATEN is not None:
         return _COMPILE_AS_ATEN
-    return not DECOMPOSE_BY_DEFAULT or (torch.is_grad_enabled() and input.requires_grad)
+    return not _inductor.decomposes() or (torch.is_grad_enabled() and input.requires_grad)

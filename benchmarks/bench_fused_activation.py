@@ -6,8 +6,9 @@ Each activation is compiled (torch.compile, no gradient) as the epilogue of a fo
 act(x + bias), x channels_last, as in YOLOv4-CSP's first layer (16 x 32 x 640 x 640). Reports the
 kernel's time (CUDA events around CUDA-graph replays, median of trials), the bandwidth it reaches
 against a device copy's, and the SASS instruction count of the Triton kernel Inductor generated
-(cuobjdump of its cubin; the kernels share their launch configuration, which Inductor picks from the
-shape alone).
+(cuobjdump of the largest cubin it compiled: Inductor compiles the same candidate configurations for
+every activation of a shape, so the counts compare like with like, though that one need not be the
+configuration its autotuner picked and this timed).
 The detector tables in results/inference.md differ by the sum of such kernels; this shows why.
 
 Writes benchmarks/results/fused_activation.{csv,md,env.json}.

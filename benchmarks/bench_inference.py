@@ -593,9 +593,11 @@ def group_specs(args: argparse.Namespace) -> list[dict[str, Any]]:
                     if act == "torch_mish.Mish" and batch in kernel_batches and aoti_paths:
                         # the op kept as torch_mish's kernel: its own group, compiling in parallel
                         specs.append({**base, "id": gid + "_kernel", "paths": aoti_paths, "aoti_variants": ["kernel"]})
-    cells = list(dict.fromkeys((s["model"], s["dtype"], s["batch"]) for s in specs))
-    for spec in specs:  # a cell's groups share a GPU: its ratios compare runs on one chip
-        spec["gpu"] = cells.index((spec["model"], spec["dtype"], spec["batch"])) % max(1, args.gpus)
+    # a cell's groups share a GPU, so its ratios compare runs on one chip; the cells go round the GPUs
+    # in (model, batch, dtype) order, so that each GPU gets batch-1 and batch-16 cells alike
+    cells = sorted({(s["model"], s["batch"], s["dtype"]) for s in specs}, key=lambda c: (models.index(c[0]), c[1:]))
+    for spec in specs:
+        spec["gpu"] = cells.index((spec["model"], spec["batch"], spec["dtype"])) % max(1, args.gpus)
     for spec in specs:
         spec["profile"] = (
             args.profile
@@ -624,11 +626,15 @@ def orchestrate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[st
     for f in workdir.glob("*.*"):
         if f.name.split(".")[0] in ("ready", "go", "rows", "profile"):
             f.unlink()
-    if args.gpus is None:
-        args.gpus = torch.cuda.device_count() if args.device == "cuda" else 1
-    # each group process sees only its GPU (as device 0)
+    # each group process sees only its GPU (as device 0); CPU runs are timed one group at a time
+    available = torch.cuda.device_count() if args.device == "cuda" else 1
+    args.gpus = min(args.gpus or available, available)
+    if args.gpus < 1:
+        raise SystemExit("bench_inference: no CUDA device visible (--device cpu for a dry run)")
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    visible = (listed.split(",") if listed else [str(i) for i in range(args.gpus)]) if args.device == "cuda" else []
+    visible = [str(i) for i in range(args.gpus)] if not listed else listed.split(",")[: args.gpus]
+    if args.device != "cuda":
+        visible = []
     specs = group_specs(args)
     deadline = time.monotonic() + args.deadline_s
     for spec in specs:  # groups stop compiling here (wall clock: they are other processes)
@@ -895,9 +901,11 @@ def merge(names: list[str], out_name: str) -> None:
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     notes: list[str] = []
     header: dict[str, str] = {}
+    counts: list[tuple[str, str]] = []
     for name in names:
         env = json.loads((RESULTS / f"{name}.env.json").read_text())
         notes += [f"{name}: {n}" for n in env.pop("notes", [])]
+        counts.append((env.get("warmup", "(per run)"), env.get("iters", "(per run)")))
         header[f"run {name}"] = ", ".join(f"{k}: {v}" for k, v in env.items())
         with open(RESULTS / f"{name}.csv") as f:
             for row in csv.DictReader(f):
@@ -905,12 +913,7 @@ def merge(names: list[str], out_name: str) -> None:
                 r["run"] = name
                 merged[(r["model"], r["activation"], r["path"], r["dtype"], r["batch"])] = r
     rows = list(merged.values())
-    # the runs' own --warmup/--iters where they agree (each run's command is in the header)
-    parsed = [
-        make_parser().parse_known_args(shlex.split(h.split("command: ", 1)[-1].split(", wall_s")[0]))[0]
-        for h in header.values()
-    ]
-    same = {(a.warmup, a.iters) for a in parsed}
+    same = set(counts)  # the runs' --warmup/--iters, where they agree
     warmup, iters = same.pop() if len(same) == 1 else ("(per run)", "(per run)")
     method = argparse.Namespace(warmup=warmup, iters=iters)
     write_table(out_name, rows, header, markdown(rows, notes, method))
@@ -931,7 +934,8 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
     git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     env["commit"] = git.stdout.strip() or "unknown"
     env["darknet"] = str(darknet_available())
-    env["command"] = " ".join(sys.argv[1:])
+    env["command"] = shlex.join(sys.argv[1:])
+    env["warmup"], env["iters"] = str(args.warmup), str(args.iters)
     return env
 
 

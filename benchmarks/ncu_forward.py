@@ -1,5 +1,5 @@
 """Forward kernels side by side for Nsight Compute: torch_mish's Mish and ATen's ReLU on the same
-64 Mi-element inputs (768 MB of traffic in float32, streamed from DRAM), in float32, bfloat16 and
+64 Mi-element inputs (512 MiB of traffic in float32, streamed from DRAM), in float32, bfloat16 and
 float16: where Mish's forward is slower than ReLU's, the counters say whether it issues more
 instructions or moves more bytes.
 

@@ -66,9 +66,9 @@ def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:  # noqa: P
         _mish_eager_(input)  # returns nothing: see the schema in csrc/ops/mish_schema.cpp
         return input
     if _is_compiling() and not _is_exporting() and _compile_as_aten(input):
-        # torch.compile with a gradient (or TORCH_MISH_COMPILE_AS_ATEN=1): aten.mish, whose forward and
-        # backward Inductor fuses into neighbouring pointwise code; an opaque op would cost a separate
-        # kernel and a round trip through memory each way.
+        # torch.compile with a gradient, without the decomposition, or TORCH_MISH_COMPILE_AS_ATEN=1:
+        # aten.mish, which Inductor fuses (forward and backward) into neighbouring pointwise code; the
+        # opaque op would cost a separate kernel and a round trip through memory each way.
         return F.mish(input, inplace=inplace)
     if inplace:
         # Traced graphs (dynamo, export, TorchScript for ONNX) get the functional op plus a copy:

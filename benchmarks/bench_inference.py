@@ -632,9 +632,9 @@ def orchestrate(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[st
     if args.gpus < 1:
         raise SystemExit("bench_inference: no CUDA device visible (--device cpu for a dry run)")
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    visible = [str(i) for i in range(args.gpus)] if not listed else listed.split(",")[: args.gpus]
+    visible = listed.split(",")[: args.gpus] if listed else [str(i) for i in range(args.gpus)]
     if args.device != "cuda":
-        visible = []
+        visible = []  # CPU groups run as they are
     specs = group_specs(args)
     deadline = time.monotonic() + args.deadline_s
     for spec in specs:  # groups stop compiling here (wall clock: they are other processes)
@@ -763,13 +763,7 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
 
 def plot_from_csv(csv_path: Path) -> None:
     """Redraw the plot from a results CSV (any machine): python benchmarks/bench_inference.py --plot-only"""
-    import csv
-
-    with open(csv_path) as f:
-        rows: list[dict[str, Any]] = []
-        for r in csv.DictReader(f):
-            rows.append({**r, "batch": int(r["batch"]), "ms_median": float(r["ms_median"]) if r["ms_median"] else None})
-    plot(rows, csv_path.with_suffix(".png"))
+    plot(read_rows(csv_path), csv_path.with_suffix(".png"))
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -879,6 +873,14 @@ def main() -> None:
     print("\n".join(f"note: {n}" for n in notes[:40]))
 
 
+def read_rows(csv_path: Path) -> list[dict[str, Any]]:
+    """A results CSV's rows with their fields back as the run wrote them."""
+    import csv
+
+    with open(csv_path) as f:
+        return [{k: _cell(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def _cell(value: str) -> Any:
     """A CSV field back to what the run wrote: None, int, float or text."""
     if value == "":
@@ -894,8 +896,6 @@ def _cell(value: str) -> Any:
 def merge(names: list[str], out_name: str) -> None:
     """One table from several runs' results (results/<name>.csv): a later run's row replaces an earlier
     one of the same (model, activation, path, dtype, batch); column run names each row's source."""
-    import csv
-
     from common import RESULTS, write_table
 
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -907,11 +907,9 @@ def merge(names: list[str], out_name: str) -> None:
         notes += [f"{name}: {n}" for n in env.pop("notes", [])]
         counts.append((env.get("warmup", "(per run)"), env.get("iters", "(per run)")))
         header[f"run {name}"] = ", ".join(f"{k}: {v}" for k, v in env.items())
-        with open(RESULTS / f"{name}.csv") as f:
-            for row in csv.DictReader(f):
-                r = {k: _cell(v) for k, v in row.items()}
-                r["run"] = name
-                merged[(r["model"], r["activation"], r["path"], r["dtype"], r["batch"])] = r
+        for r in read_rows(RESULTS / f"{name}.csv"):
+            r["run"] = name
+            merged[(r["model"], r["activation"], r["path"], r["dtype"], r["batch"])] = r
     rows = list(merged.values())
     same = set(counts)  # the runs' --warmup/--iters, where they agree
     warmup, iters = same.pop() if len(same) == 1 else ("(per run)", "(per run)")

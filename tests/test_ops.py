@@ -196,3 +196,18 @@ def test_every_float32_near_the_minimum(device: str) -> None:
     grad = torch.randn(x.shape, dtype=torch.float32).to(device)
     got = torch.ops.mish._mish_backward(grad, x)
     assert_mish_close(got, mish_grad_reference(grad, x), "float32 grads near x0", gradient=True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_float32_across_every_binade(device: str) -> None:
+    """Every 1024th float32 bit pattern of both signs: 8192 values in each binade, subnormals to the
+    largest finite, so each range the GPU kernels treat apart (subnormal e^x, the forward's 2^24-scaled
+    exp, x >= 20, overflowing intermediate products) is covered densely."""
+    positive = torch.arange(0, 2**31, 1024, dtype=torch.int64)
+    negative = positive - 2**31  # the same magnitudes with the sign bit set, as int32 sees them
+    x = torch.cat([positive, negative]).to(torch.int32).view(torch.float32)
+    x = x[torch.isfinite(x)].to(device)
+    assert_mish_close(torch.ops.mish.mish(x), mish_reference(x), "float32 binades")
+    grad = torch.randn(x.shape, dtype=torch.float32).to(device)
+    got = torch.ops.mish._mish_backward(grad, x)
+    assert_mish_close(got, mish_grad_reference(grad, x), "float32 binade grads", gradient=True)

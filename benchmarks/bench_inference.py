@@ -895,7 +895,9 @@ def _cell(value: str) -> Any:
 
 def merge(names: list[str], out_name: str) -> None:
     """One table from several runs' results (results/<name>.csv): a later run's row replaces an earlier
-    one of the same (model, activation, path, dtype, batch); column run names each row's source."""
+    one of the same (model, activation, path, dtype, batch), unless it only holds an error and the
+    earlier one a time. Column run names each row's source; a name may be an earlier merge's output,
+    whose rows and run headers keep their sources."""
     from common import RESULTS, write_table
 
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -904,12 +906,22 @@ def merge(names: list[str], out_name: str) -> None:
     counts: list[tuple[str, str]] = []
     for name in names:
         env = json.loads((RESULTS / f"{name}.env.json").read_text())
-        notes += [f"{name}: {n}" for n in env.pop("notes", [])]
-        counts.append((env.get("warmup", "(per run)"), env.get("iters", "(per run)")))
-        header[f"run {name}"] = ", ".join(f"{k}: {v}" for k, v in env.items())
+        runs = {k: v for k, v in env.items() if k.startswith("run ")}
+        if runs:  # an earlier merge: its notes are prefixed already and its runs keep their names
+            notes += env.get("notes", [])
+            header.update(runs)
+            counts.append(("(per run)", "(per run)"))
+        else:
+            notes += [f"{name}: {n}" for n in env.pop("notes", [])]
+            counts.append((env.get("warmup", "(per run)"), env.get("iters", "(per run)")))
+            header[f"run {name}"] = ", ".join(f"{k}: {v}" for k, v in env.items())
         for r in read_rows(RESULTS / f"{name}.csv"):
-            r["run"] = name
-            merged[(r["model"], r["activation"], r["path"], r["dtype"], r["batch"])] = r
+            r["run"] = r.get("run") or name
+            key = (r["model"], r["activation"], r["path"], r["dtype"], r["batch"])
+            earlier = merged.get(key)
+            if earlier is not None and r.get("ms_median") is None and earlier.get("ms_median") is not None:
+                continue  # a failed attempt does not hide a measured row
+            merged[key] = r
     rows = list(merged.values())
     same = set(counts)  # the runs' --warmup/--iters, where they agree
     warmup, iters = same.pop() if len(same) == 1 else ("(per run)", "(per run)")

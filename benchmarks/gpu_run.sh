@@ -24,8 +24,8 @@ for stage in "$@"; do
     build)
       $PY -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
       $PY -c 'import torch_mish; print(torch_mish.build_info())' ;;
-    tests)  # with pytest-xdist: 12 workers (the kernel, autograd, compile and AOTI tests: 277 s) and one line per result,
-      # so a failure's name is in the log even when the timeout cuts the summary off
+    tests)  # with pytest-xdist: 12 workers (the kernel, autograd, compile and AOTI tests took 277 s)
+      # and one line per result, so a failure's name is in the log when the timeout cuts the summary
       args=(-q); $PY -c "import xdist" 2>/dev/null && args=(-n "${PYTEST_WORKERS:-12}" -v -p no:benchmark)
       timeout 420 $PY -m pytest tests -rfs -p no:cacheprovider "${args[@]}" 2>&1 | grep -v '^DEBUG' > "$OUT/pytest.log"
       status=$((status | $?)); grep -E "(FAILED|ERROR) tests/" "$OUT/pytest.log" | sort -u | head -20; tail -3 "$OUT/pytest.log" ;;

@@ -201,8 +201,9 @@ def test_every_float32_near_the_minimum(device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_float32_across_every_binade(device: str) -> None:
     """Every 1024th float32 bit pattern of both signs: 8192 values in each binade, subnormals to the
-    largest finite, so each range the GPU kernels treat apart (subnormal e^x, the forward's 2^24-scaled
-    exp, x >= 20, overflowing intermediate products) is covered densely."""
+    largest finite, so each range the kernels treat apart is covered densely: e^x subnormal (x < -87)
+    or 0 (x < -1000, clamped), the formula's range, and x >= 20, where the select returns x before
+    the discarded products overflow."""
     positive = torch.arange(0, 2**31, 1024, dtype=torch.int64)
     negative = positive - 2**31  # the same magnitudes with the sign bit set, as int32 sees them
     x = torch.cat([positive, negative]).to(torch.int32).view(torch.float32)

@@ -38,10 +38,12 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 def exp_division_mish(x: torch.Tensor) -> torch.Tensor:
     """torch_mish's decomposition written with torch.exp and / (libdevice expf, checked division)."""
+    from torch_mish._inductor import _EXP_CLAMP, _ZERO_BELOW
+
     xf = x.float()
-    n = torch.exp(torch.clamp(xf, max=20.0))
+    n = torch.exp(torch.clamp(xf, max=_EXP_CLAMP))
     big_n = n * (n + 2.0)
-    return (torch.clamp(xf, min=-1000.0) * (big_n / (big_n + 2.0))).to(x.dtype)
+    return (torch.clamp(xf, min=_ZERO_BELOW) * (big_n / (big_n + 2.0))).to(x.dtype)
 
 
 def scaled_offset_mish(x: torch.Tensor) -> torch.Tensor:
@@ -49,13 +51,15 @@ def scaled_offset_mish(x: torch.Tensor) -> torch.Tensor:
     constants instead of multiplied out: with s = 2^24 e^x and S = s (s + 2^25) = 2^48 N,
     N / (N + 2) = S / (S + 2^49), and rsqrt(S + 2^49)^2 stays a normal float (S < 6.6e31 at x = 20).
     A candidate, measured here against the shipped form; not what torch_mish ships."""
+    from torch_mish._inductor import _EXP_CLAMP, _LOG2E, _ZERO_BELOW
+
     xf = x.float()
-    s = torch.exp2(torch.clamp(xf, max=20.0) * 1.4426950408889634 + 24.0)
+    s = torch.exp2(torch.clamp(xf, max=_EXP_CLAMP) * _LOG2E + 24.0)
     big_s = s * (s + 2.0**25)
     r = torch.rsqrt(big_s + 2.0**49)
-    y = torch.clamp(xf, min=-1000.0) * (big_s * (r * r))
+    y = torch.clamp(xf, min=_ZERO_BELOW) * (big_s * (r * r))
     if x.dtype == torch.float32:
-        y = torch.where(xf < 20.0, y, xf)
+        y = torch.where(xf < _EXP_CLAMP, y, xf)
     return y.to(x.dtype)
 
 

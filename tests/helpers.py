@@ -34,6 +34,13 @@ def random_inputs(n: int, gen: torch.Generator) -> torch.Tensor:
     return x[torch.randperm(n, generator=gen)]
 
 
+def edge_values() -> torch.Tensor:
+    """float64 values where a Mish formula's special cases sit: signed zeros, infinities, NaN, e^x
+    underflow (-104), the x >= 20 select on both sides, and products that overflow float32 past it."""
+    past_20 = [19.9, 20.0, 20.5, 44.4, 88.8, 1e30, 1e38, torch.finfo(torch.float32).max]
+    return torch.tensor([0.0, -0.0, -1e30, -104.0, torch.inf, -torch.inf, torch.nan, *past_20], dtype=torch.float64)
+
+
 def all_half_values(dtype: torch.dtype) -> torch.Tensor:
     """Every float16 or bfloat16 bit pattern (NaNs, infinities and subnormals included)."""
     return torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16).view(dtype)

@@ -165,6 +165,43 @@ def test_compiled_inference_is_the_decomposition(
             assert torch.equal(y[past], x[past]), "mish(x) must be x itself from 20 on"
 
 
+def test_compile_caches_key_on_the_decomposition(
+    tmp_path, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:  # noqa: ANN001
+    """torch.compile's on-disk caches key a graph on what Dynamo traced (mish.mish, not its
+    decomposition): a changed decomposition, as after a torch_mish upgrade, must compile anew instead
+    of being served the code compiled from the old one."""
+    import torch_mish._inductor as mi
+
+    shipped = mi.mish_decomposition
+
+    def halved(t: torch.Tensor) -> torch.Tensor:  # another decomposition, easy to tell apart
+        return shipped(t) * 0.5
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))  # caches of this test alone
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)
+    x = torch.randn(4096, generator=gen)
+
+    def compile_and_run() -> torch.Tensor:
+        torch._dynamo.reset()  # forget the in-process compilation: the next one consults the disk caches
+        with torch.no_grad():
+            return torch.compile(torch_mish.Mish(), fullgraph=True)(x)
+
+    before = mi.is_registered()
+    try:
+        mi.register()
+        first = compile_and_run()
+        monkeypatch.setattr(mi, "mish_decomposition", halved)
+        mi.register()
+        second = compile_and_run()
+    finally:
+        mi.unregister()  # removes whichever decomposition is registered
+        monkeypatch.setattr(mi, "mish_decomposition", shipped)
+        (mi.register if before else mi.unregister)()
+    assert_mish_close(first, mish_reference(x), "compiled decomposition")
+    torch.testing.assert_close(second, first * 0.5, msg="the cached code of the old decomposition was served")
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_dynamic_shapes(device: str, gen: torch.Generator) -> None:
     """One compiled graph serves every size: a recompilation per shape would cost seconds each."""

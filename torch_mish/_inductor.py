@@ -26,8 +26,10 @@ stays ``+inf`` and NaN stays NaN.
         ...
 
 The registration lives in Inductor's own decomposition table, so it applies to every graph compiled
-after it in this process (``torch._inductor.aoti_compile_and_package`` included). It does not change
-eager execution, ``torch.export`` graphs (they keep ``torch.ops.mish.mish``), ONNX or TensorRT.
+after it in this process (``torch._inductor.aoti_compile_and_package`` included), and a fingerprint of
+it goes into ``torch.compiler.config.cache_key_tag``, so that torch.compile's on-disk caches do not
+serve code compiled from another decomposition. It does not change eager execution, ``torch.export``
+graphs (they keep ``torch.ops.mish.mish``), ONNX or TensorRT.
 
 ``import torch_mish`` registers it (``register_by_default``), and ``torch.compile`` of inference
 (no gradient) then keeps ``torch.ops.mish.mish`` so that this decomposition is what Inductor fuses
@@ -39,9 +41,11 @@ keeps the kernel (and ``torch.compile`` then hands Inductor ``aten.mish``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import inspect
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -111,11 +115,44 @@ def is_registered() -> bool:
     return _table().get(_OP) is mish_decomposition
 
 
+_CACHE_TAG_PREFIX = "torch_mish.decomposition="
+
+
+def _fingerprint(decomposition: Callable[[torch.Tensor], torch.Tensor]) -> str:
+    """A short hash of the decomposition's source and the constants it reads."""
+    try:
+        source = inspect.getsource(decomposition)
+    except (OSError, TypeError):  # no source shipped: the name alone (a change then needs a cache wipe)
+        source = f"{decomposition.__module__}.{decomposition.__qualname__}"
+    constants = repr((_EXP_CLAMP, _ZERO_BELOW, _LOG2E))
+    return hashlib.sha256(f"{source}{constants}".encode()).hexdigest()[:16]
+
+
+def _tag_compile_caches(decomposition: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
+    """Put the registered decomposition into the key of torch.compile's on-disk caches.
+
+    The AOTAutograd and FX graph caches key a compiled graph on the graph Dynamo traced (which holds
+    ``mish.mish``, not its decomposition) and on torch's own source, so without this a changed
+    decomposition (a torch_mish upgrade) would be served the code compiled from the old one, and a
+    graph compiled with the op kept would be served where it is now decomposed. The user's own
+    ``torch.compiler.config.cache_key_tag`` is kept; this adds or removes one ``|``-separated part.
+    """
+    config = getattr(torch.compiler, "config", None)
+    if config is None or not hasattr(config, "cache_key_tag"):
+        return  # a torch without the tag: its caches cannot tell decompositions apart
+    tag = config.cache_key_tag
+    parts = [p for p in (tag.split("|") if tag else []) if not p.startswith(_CACHE_TAG_PREFIX)]
+    if decomposition is not None:
+        parts.append(_CACHE_TAG_PREFIX + _fingerprint(decomposition))
+    config.cache_key_tag = "|".join(parts)
+
+
 def register() -> None:
     """Make Inductor decompose ``torch.ops.mish.mish`` (and so fuse it) in graphs compiled from now on."""
     global _decomposes  # noqa: PLW0603 - a plain global: what Dynamo guards on while tracing functional.mish
     _table()[_OP] = mish_decomposition
     _clear_cached_tables()
+    _tag_compile_caches(mish_decomposition)
     _decomposes = True
 
 
@@ -125,6 +162,7 @@ def unregister() -> None:
     if _table().get(_OP) is mish_decomposition:
         del _table()[_OP]
         _clear_cached_tables()
+    _tag_compile_caches(None)
     _decomposes = False
 
 

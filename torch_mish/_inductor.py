@@ -67,20 +67,26 @@ def mish_decomposition(x: torch.Tensor) -> torch.Tensor:
         n = torch.exp(torch.clamp(x, max=_EXP_CLAMP))
         big_n = n * (n + 2.0)
         return torch.clamp(x, min=_ZERO_BELOW) * (big_n / (big_n + 2.0))
-    xf = x.float()  # float16/bfloat16: float32 arithmetic, rounded once
+    xf = x.float()  # float16, bfloat16, float32: float32 arithmetic, rounded once
     t = torch.clamp(xf, max=_EXP_CLAMP) * _LOG2E
     if x.dtype == torch.float16:  # float16 mish rounds to 0 below x = -20.3, where e^x is still normal
         n = torch.exp2(t)
+        big_n = n * (n + 2.0)
+        r = torch.rsqrt(big_n + 2.0)  # N + 2 is in [2, 2.4e17]: r * r = 1 / (N + 2), no under- or overflow
+        ratio = big_n * (r * r)
     else:
         # Triton's exp2 flushes subnormal results to 0, yet x * e^x is a normal float32 and bfloat16
-        # down to x = -91.9 and a subnormal one below: exp2 of a 2^24 times larger value, scaled back
-        # by an IEEE multiply, is not flushed above x = -104, past which mish rounds to 0 in bfloat16.
-        n = torch.exp2(t + 24.0) * 2.0**-24
-    big_n = n * (n + 2.0)
-    r = torch.rsqrt(big_n + 2.0)  # N + 2 is in [2, 2.4e17]: r * r = 1 / (N + 2), no under- or overflow
-    y = torch.clamp(xf, min=_ZERO_BELOW) * (big_n * (r * r))
+        # down to x = -91.9 and a subnormal one below. So the exponential is taken 2^24 times larger,
+        # s = 2^24 e^x (not flushed above x = -104, past which mish rounds to 0 in bfloat16), and the
+        # scale is folded into the constants rather than multiplied out: with S = s (s + 2^25) = 2^48 N,
+        # N / (N + 2) = S / (S + 2^49). S + 2^49 is in [2^49, 2^106]: r * r stays a normal float.
+        s = torch.exp2(t + 24.0)
+        big_s = s * (s + 2.0**25)
+        r = torch.rsqrt(big_s + 2.0**49)
+        ratio = big_s * (r * r)
+    y = torch.clamp(xf, min=_ZERO_BELOW) * ratio
     if x.dtype == torch.float32:
-        # N * r * r is 1 only to a few ulps: past 20, return x itself as the kernel does (at FLT_MAX a
+        # The ratio is 1 only to a few ulps: past 20, return x itself as the kernel does (at FLT_MAX a
         # ratio above 1 would overflow). Half types round x * (1 +- 1e-7) back to x.
         y = torch.where(xf < _EXP_CLAMP, y, xf)
     return y.to(x.dtype)

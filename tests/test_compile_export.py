@@ -202,6 +202,24 @@ def test_compile_caches_key_on_the_decomposition(
     torch.testing.assert_close(second, first * 0.5, msg="the cached code of the old decomposition was served")
 
 
+def test_cache_key_tag_keeps_the_users_part(monkeypatch: pytest.MonkeyPatch) -> None:
+    """register() adds the decomposition's part to cache_key_tag and unregister() removes it; the
+    user's own tag (a cache-busting string, say) stays as it was."""
+    import torch_mish._inductor as mi
+
+    monkeypatch.setattr(torch.compiler.config, "cache_key_tag", "team-a|v2")
+    before = mi.is_registered()
+    try:
+        mi.register()
+        mi.register()  # twice: still one part
+        user, *ours = torch.compiler.config.cache_key_tag.rsplit("|", 1)
+        assert user == "team-a|v2" and len(ours) == 1 and ours[0].startswith("torch_mish.decomposition=")
+        mi.unregister()
+        assert torch.compiler.config.cache_key_tag == "team-a|v2"
+    finally:
+        (mi.register if before else mi.unregister)()
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_compile_dynamic_shapes(device: str, gen: torch.Generator) -> None:
     """One compiled graph serves every size: a recompilation per shape would cost seconds each."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,8 +167,8 @@ def test_compiled_inference_is_the_decomposition(
 
 
 def test_compile_caches_key_on_the_decomposition(
-    tmp_path, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
+    tmp_path: Path, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """torch.compile's on-disk caches key a graph on what Dynamo traced (mish.mish, not its
     decomposition): a changed decomposition, as after a torch_mish upgrade, must compile anew instead
     of being served the code compiled from the old one."""

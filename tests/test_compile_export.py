@@ -203,22 +203,24 @@ def test_compile_caches_key_on_the_decomposition(
     torch.testing.assert_close(second, first * 0.5, msg="the cached code of the old decomposition was served")
 
 
-def test_cache_key_tag_keeps_the_users_part(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_key_tag_keeps_the_users_part() -> None:
     """register() adds the decomposition's part to cache_key_tag and unregister() removes it; the
     user's own tag (a cache-busting string, say) stays as it was."""
     import torch_mish._inductor as mi
 
-    monkeypatch.setattr(torch.compiler.config, "cache_key_tag", "team-a|v2")
     before = mi.is_registered()
-    try:
-        mi.register()
-        mi.register()  # twice: still one part
-        user, *ours = torch.compiler.config.cache_key_tag.rsplit("|", 1)
-        assert user == "team-a|v2" and len(ours) == 1 and ours[0].startswith("torch_mish.decomposition=")
-        mi.unregister()
-        assert torch.compiler.config.cache_key_tag == "team-a|v2"
-    finally:
-        (mi.register if before else mi.unregister)()
+    # config.patch, not monkeypatch: monkeypatch's undo deletes the attribute, which hides a config entry
+    with torch.compiler.config.patch(cache_key_tag="team-a|v2"):
+        try:
+            mi.register()
+            mi.register()  # twice: still one part
+            user, *ours = torch.compiler.config.cache_key_tag.rsplit("|", 1)
+            assert user == "team-a|v2" and len(ours) == 1 and ours[0].startswith("torch_mish.decomposition=")
+            mi.unregister()
+            assert torch.compiler.config.cache_key_tag == "team-a|v2"
+        finally:
+            (mi.register if before else mi.unregister)()
+    assert ("torch_mish.decomposition=" in torch.compiler.config.cache_key_tag) == before
 
 
 @pytest.mark.parametrize("device", DEVICES)

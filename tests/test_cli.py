@@ -114,7 +114,16 @@ def test_python_m_help_and_every_subcommand_has_an_example(capsys: pytest.Captur
         assert "example:" in text and f"torch-mish {name} " in text, name
     with pytest.raises(SystemExit):
         cli.main(["build", "--help"])
-    assert "strongly typed" in capsys.readouterr().out  # what --fp16/--bf16 do
+    text = capsys.readouterr().out
+    assert "strongly typed" in text  # what --fp16/--bf16 do
+    assert "(default: None)" not in text and "``" not in proc.stdout  # no empty defaults, no doc markup
+
+
+def test_a_packaged_cfg_by_its_bare_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """As packaged_cfg() and the demo take it: yolov4-tiny for yolov4-tiny.cfg."""
+    code, data, err = run(["export", "yolov4-tiny", "-o", str(tmp_path / "t.pt2"), "--json"], capsys)
+    assert code == 0, err
+    assert data["source"] == "yolov4-tiny.cfg" and (tmp_path / "t.pt2").is_file()
 
 
 # --- export ---------------------------------------------------------------------------------------
@@ -425,10 +434,11 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["build", "test_cli:small_model", "-o", str(tmp / "o.onnx")], 2, "must end in .engine"),
         (["bench", str(tmp / "missing.engine")], 2, "no such file"),
         (["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.txt"), "-o", str(tmp / "o.plan")], 2, ".bin"),
+        (["export", "yolov4-tiny", "--image-size", "100", "-o", str(tmp / "o.onnx")], 2, "does not fit yolov4-tiny"),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("case", range(12))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)

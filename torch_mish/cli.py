@@ -90,8 +90,9 @@ def step_bar(console: Console, names: Sequence[str]) -> Iterator[Callable[[], No
 
 @contextlib.contextmanager
 def quiet_libraries(verbose: bool) -> Iterator[None]:
-    """Library logs and warnings off unless --verbose; restored on exit (main() may run in-process)."""
-    level = logging.INFO if verbose else logging.ERROR
+    """Library logs and warnings off unless --verbose; restored on exit (main() may run in-process).
+    Their error logs too: a failure is reported as one line by main(), with the details on --verbose."""
+    level = logging.INFO if verbose else logging.CRITICAL
     loggers = [logging.getLogger(name) for name in ("torch", "torch_tensorrt", "onnxscript", "torch_mish")]
     saved = [logger.level for logger in loggers]
     for logger in loggers:
@@ -224,6 +225,8 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
 
     from torch_mish.darknet import PACKAGED_CFGS, CfgError, Darknet, WeightsError, packaged_cfg
 
+    if f"{src}.cfg" in PACKAGED_CFGS and not Path(src).exists():
+        src = f"{src}.cfg"  # a packaged cfg by its bare name, as packaged_cfg() takes it
     if src.endswith(".cfg"):
         path = Path(src)
         if not path.exists() and Path(src).name == src and src in PACKAGED_CFGS:
@@ -245,7 +248,10 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
                 raise UsageError(f"{exc} (use the .weights file trained with this cfg)") from None
         else:
             console.info(f"note: no --weights: {path.name} has random weights")
-        return Source(model.eval(), "darknet", str(src), model.channels, image or (model.height, model.width))
+        source = Source(model.eval(), "darknet", str(src), model.channels, image or (model.height, model.width))
+        if image:
+            check_image_size(source)
+        return source
     if src.endswith(".pt2"):
         path = check_exists(src)
         try:
@@ -261,6 +267,29 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
         hw = (_hint(shape[2]), _hint(shape[3]))
         return Source(program.module(), "exported_program", str(src), _hint(shape[1]), image or hw)
     raise UsageError(f"{src}: unsupported source; give a darknet .cfg, a .pt2 ExportedProgram or module:factory")
+
+
+def check_image_size(source: Source) -> None:
+    """Run a darknet model on fake tensors (shapes only, no arithmetic) at the requested size, so that a size
+    its strides do not divide fails here in one line rather than deep inside an export or a build."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    fake_log = logging.getLogger("torch._subclasses.fake_tensor")  # logs the failing op's traceback
+    level = fake_log.level
+    fake_log.setLevel(logging.CRITICAL)
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+            source.model(torch.empty(1, source.channels, *source.image_size))
+    except RuntimeError as exc:
+        h, w = source.image_size
+        reason = str(exc).strip().splitlines()[0]
+        raise UsageError(
+            f"--image-size {h}x{w} does not fit {source.name} ({reason}); use a size its strides divide, "
+            "a multiple of 32 for the YOLOv4 family"
+        ) from None
+    finally:
+        fake_log.setLevel(level)
 
 
 def _user_inputs(program: Any) -> set[str]:
@@ -1021,7 +1050,12 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Shows a default where there is one (not None or False) and the help text does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 SRC_HELP = (
@@ -1059,7 +1093,7 @@ def add_trt_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=PROG, description=(__doc__ or "").replace("``", ""), formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
     sub.required = True

@@ -125,12 +125,15 @@ def tensorrt_part(
         for lowering in args.lowerings:
             summary.add(f"TensorRT ({lowering})", "-", "skipped", note="torch-tensorrt is not installed")
         return
+    # torch-tensorrt's import logs what it cannot use (modelopt's quantization ops) and torch's
+    # deprecations it trips: nothing this demo uses, so only errors are shown.
+    for name in ("torch_tensorrt", "torch._opaque_base", "torch._library.opaque_object"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     import torch_mish.tensorrt as mt  # first: it imports torch_tensorrt on a GPU-less host too
 
     torch_tensorrt = importlib.import_module("torch_tensorrt")
 
     tensorrt = importlib.import_module("tensorrt")  # after torch_tensorrt, which may alias tensorrt_rtx to it
-    logging.getLogger("torch_tensorrt").setLevel(logging.ERROR)
 
     reason = mt.engine_runtime_unavailable_reason()
     flavour = f"{tensorrt.__name__} {tensorrt.__version__}"
@@ -286,7 +289,9 @@ def main() -> None:
         onnx_path = args.out / "yolo.onnx"
         try:
             # Plain torch.onnx.export: importing torch_mish registered the op with it.
-            torch.onnx.export(cpu_model, (x_cpu,), onnx_path, dynamic_shapes=({0: batch_dim},), external_data=False)
+            torch.onnx.export(
+                cpu_model, (x_cpu,), onnx_path, dynamic_shapes=({0: batch_dim},), external_data=False, verbose=False
+            )
             session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
             feed = {session.get_inputs()[0].name: x_cpu.numpy()}
             with torch.no_grad():

@@ -47,8 +47,8 @@ step "building torch_mish (pip install --no-build-isolation -e .)"
 BUILD_LOG="$VENV/torch_mish-build.log"
 set +e
 (cd "$ROOT" && "$PY" -m pip install --disable-pip-version-check --no-build-isolation --no-deps -v -e .) 2>&1 \
-  | tee "$BUILD_LOG" | grep --line-buffered -E '\[torch_mish build\]'
-build_status=${PIPESTATUS[0]}
+  | tee "$BUILD_LOG" | grep --line-buffered -E '\[torch_mish build\]' | awk '!seen[$0]++ { print; fflush() }'
+build_status=${PIPESTATUS[0]}  # pip runs setup.py twice (metadata, then the build): awk drops the repeat
 set -e
 if [ "$build_status" -ne 0 ]; then
   printf '\nerror: the torch_mish build failed (exit status %s). Compiler errors:\n' "$build_status" >&2

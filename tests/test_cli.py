@@ -267,6 +267,7 @@ def test_build_tiny_cfg_engine_and_report(
     assert data["coverage"]["percent"] == 100.0 and data["coverage"]["trt_engines"] == 1
     assert data["coverage"]["supported_ops"] == data["coverage"]["total_ops"] > 0
     assert data["mish"] == {"count": 0, "lowering": "native"}  # yolov4-tiny uses leaky
+    assert "converted, no Mish," in err  # the human line names no lowering for a model without Mish
     assert data["layer_types"]["CONVOLUTION"] == 21 and sum(data["layer_types"].values()) == data["layers"]
     ((shapes,),) = [list(p.values()) for p in data["profiles"]]
     assert [shapes[k][0] for k in ("min", "opt", "max")] == [1, 2, 4]

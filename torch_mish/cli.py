@@ -781,11 +781,12 @@ def summarize_build(report: dict[str, Any], console: Console) -> None:
     if profile:
         s = next(iter(profile.values()))
         batch = f"batch {s['min'][0]}/{s['opt'][0]}/{s['max'][0]} (min/opt/max)"
+    count = report["mish"]["count"]
+    mish = f"{count} Mish ({report['mish']['lowering']})" if count else "no Mish"
     console.info(
         f"wrote {report['engine']} ({report['engine_bytes'] / 2**20:.1f} MiB, {report['tensorrt']['module']} "
         f"{report['tensorrt']['version']}, {report['build_seconds']:.1f} s): {report['coverage']['percent']:.0f}% "
-        f"converted, {report['mish']['count']} Mish ({report['mish']['lowering']}), {report['layers']} layers, "
-        f"{report['precision']}, {batch}"
+        f"converted, {mish}, {report['layers']} layers, {report['precision']}, {batch}"
     )
     if report.get("plugin_library"):
         console.info(f"load the plugin library at run time: {report['plugin_library']}")

@@ -1,8 +1,8 @@
 // Mish CUDA kernels: one elementwise kernel template for forward and backward.
 //
-// Memory-bound, so the kernel is about bytes in flight: 16-byte vector loads when every pointer is
-// 16-byte aligned (a scalar path otherwise), kUnroll independent vectors per thread per iteration,
-// one tile per block (a grid-stride loop beyond 2^31 - 1 tiles), 64-bit indices throughout.
+// Memory-bound: 16-byte vector loads when every pointer is 16-byte aligned (a scalar path
+// otherwise), kUnroll vectors per thread, one tile per block (a grid-stride loop beyond
+// 2^31 - 1 tiles), 64-bit indices throughout.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -17,7 +17,15 @@ namespace mish {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kUnroll = 4;
+// 16-byte vectors per thread (of each input). The one-input (forward) kernel takes one, as ATen's
+// vectorized kernels do: 2, 4 or 8 measured 3-5 % slower on an H200 at 64 and 256 Mi elements, for a
+// copy and ReLU as much as for Mish (benchmarks/forward_structure_probe.py,
+// results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16, one
+// measured 1.12-1.13x ReLU's backward time, four 1.03-1.06x, two 0.99-1.03x
+// (results/kernels_backward_unroll.md). The scalar path, for unaligned pointers, keeps 4 elements.
+constexpr int kBinaryUnroll = 2;
+template <int kWidth, bool kBinary>
+constexpr int kUnroll = kWidth == 1 ? 4 : (kBinary ? kBinaryUnroll : 1);
 
 // Storage <-> compute conversions. half/bfloat16 go through float.
 template <typename C, typename T>
@@ -108,12 +116,12 @@ __global__ void __launch_bounds__(kThreads)
   const V* vb = reinterpret_cast<const V*>(b);
   V* vo = reinterpret_cast<V*>(out);
 
-  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll;
+  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll<kWidth, kBinary>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * tile;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * tile + threadIdx.x; base < nvec; base += stride) {
-    V ra[kUnroll], rb[kUnroll];
+    V ra[kUnroll<kWidth, kBinary>], rb[kUnroll<kWidth, kBinary>];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kWidth, kBinary>; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i < nvec) {
         ra[u] = va[a_index(i)];
@@ -121,7 +129,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kWidth, kBinary>; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i < nvec) {
         V r;
@@ -141,11 +149,13 @@ __global__ void __launch_bounds__(kThreads)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Blocks for `vectors` vectors: one tile per block. A grid capped at 32 blocks per SM (grid-stride
+// Blocks for `vectors` accesses of kWidth elements: one tile per block. A grid capped at 32 blocks per SM (grid-stride
 // loop) measured 4 % slower in float32 on an H100 (benchmarks/README.md); the kernels' loop now only
 // serves more than 2^31 - 1 tiles.
+template <int kWidth, bool kBinary>
 unsigned grid_blocks(int64_t vectors) {
-  const int64_t tiles = (vectors + kThreads * kUnroll - 1) / (kThreads * kUnroll);
+  constexpr int64_t tile = kThreads * kUnroll<kWidth, kBinary>;
+  const int64_t tiles = (vectors + tile - 1) / tile;
   constexpr int64_t kMaxBlocks = 2147483647;
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
 }
@@ -160,8 +170,7 @@ cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, i
 
   constexpr int kWidth = 16 / sizeof(T);
   const bool vectorize = aligned16(a) && aligned16(out) && (!kBinary || aligned16(b));
-  const int width = vectorize ? kWidth : 1;
-  const unsigned blocks = grid_blocks(n / width);
+  const unsigned blocks = vectorize ? grid_blocks<kWidth, kBinary>(n / kWidth) : grid_blocks<1, kBinary>(n);
   if (vectorize) {
     elementwise_kernel<T, kWidth, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
   } else {
@@ -184,7 +193,7 @@ cudaError_t launch_backward_rows(const void* a_raw, int64_t row, int64_t row_str
       aligned16(a) && aligned16(b) && aligned16(out) && row % kWidth == 0 && row_stride % kWidth == 0;
   const int width = vectorize ? kWidth : 1;
   const RowIndex index{FastDivider(static_cast<uint32_t>(row / width)), row_stride / width};
-  const unsigned blocks = grid_blocks(n / width);
+  const unsigned blocks = vectorize ? grid_blocks<kWidth, true>(n / kWidth) : grid_blocks<1, true>(n);
   if (vectorize) {
     elementwise_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(BackwardFn{}, a, b, out, n, index);
   } else {
@@ -217,12 +226,12 @@ __global__ void __launch_bounds__(kThreads)
   const V* vg = reinterpret_cast<const V*>(grad);
   const V* vx = reinterpret_cast<const V*>(x);
   V* vo = reinterpret_cast<V*>(out);
-  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll;
+  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll<kWidth, true>;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * tile;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * tile + threadIdx.x; base < nvec; base += stride) {
-    V rg[kUnroll], rx[kUnroll];
+    V rg[kUnroll<kWidth, true>], rx[kUnroll<kWidth, true>];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kWidth, true>; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i < nvec) {
         rg[u] = vg[i];
@@ -230,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
+    for (int u = 0; u < kUnroll<kWidth, true>; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i >= nvec) continue;
       V o;
@@ -284,8 +293,7 @@ cudaError_t launch_affine(const void* grad_raw, const void* x_raw, ChannelAffine
   const bool channel_vectors = vectorize && affine.inner == 1 && affine.channels % kWidth == 0 &&
                                aligned_channels(affine.mean) && aligned_channels(affine.invstd) &&
                                aligned_channels(affine.weight) && aligned_channels(affine.bias);
-  const int width = vectorize ? kWidth : 1;
-  const unsigned blocks = grid_blocks(n / width);
+  const unsigned blocks = vectorize ? grid_blocks<kWidth, true>(n / kWidth) : grid_blocks<1, true>(n);
   if (channel_vectors) {
     backward_affine_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
   } else if (vectorize) {

@@ -37,6 +37,7 @@ import atexit
 import copy
 import json
 import os
+import re
 import shlex
 import signal
 import statistics
@@ -522,9 +523,26 @@ class Group:
             events = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
             total = sum(e.self_device_time_total for e in events) / 5 / 1e3
             lines.append(f"## {self.gid} {activation} {path}: GPU kernel time {total:.3f} ms per call")
+            kinds: dict[str, list[float]] = {}
+            for e in events:
+                kind = kinds.setdefault(kernel_kind(e.key), [0.0, 0])
+                kind[0] += e.self_device_time_total / 5 / 1e3
+                kind[1] += e.count // 5
+            lines.append("  by kind: " + ", ".join(f"{k} {t:.3f} ms ({n})" for k, (t, n) in sorted(kinds.items())))
             for e in sorted(events, key=lambda e: -e.self_device_time_total)[:12]:
                 lines.append(f"  {e.self_device_time_total / 5 / 1e3:8.3f} ms  {e.count // 5:4d}x  {e.key[:110]}")
         return "\n".join(lines) + "\n"
+
+
+def kernel_kind(name: str) -> str:
+    """A profile's kernel by what it does: where two activations' forwards differ, the kind says
+    whether it is the activation's own code."""
+    activation = re.search(r"mish|leaky_relu|silu|softplus|tanh", name, re.IGNORECASE)
+    if name.startswith("triton_"):
+        return "Triton with activation" if activation else "Triton other"
+    if re.search(r"xmma|nvjet|cutlass|gemm|cudnn|conv", name, re.IGNORECASE):
+        return "conv/GEMM"
+    return "activation kernel" if activation else "other"
 
 
 def run_group(spec: dict[str, Any], workdir: Path) -> None:
@@ -707,8 +725,8 @@ def time_groups(
 
 def markdown(rows: list[dict[str, Any]], notes: list[str], args: argparse.Namespace) -> str:
     lines = [
-        f"- method: one process per group; all groups compile in parallel, then are timed one at a time per GPU "
-        f"(a cell's groups on one GPU, column gpu); "
+        f"- method: one process per group; groups compile in waves of up to --jobs at once (all at once by "
+        f"default), then each wave is timed one group at a time per GPU (a cell's groups on one GPU, column gpu); "
         f"{args.warmup} warm-up calls, {args.iters} timed calls each between CUDA events; median, p10, p90",
         "- model: eval, conv-BN folded, weights and input in the dtype, channels_last, torch.no_grad()",
         "",

@@ -20,9 +20,9 @@ constexpr int kThreads = 256;
 // 16-byte vectors per thread (of each input). The one-input (forward) kernel takes one, as ATen's
 // vectorized kernels do: 2, 4 or 8 measured 3-5 % slower on an H200 at 64 and 256 Mi elements, for a
 // copy and ReLU as much as for Mish (benchmarks/forward_structure_probe.py,
-// results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16, one
+// benchmarks/results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16, one
 // measured 1.12-1.13x ReLU's backward time, four 1.03-1.06x, two 0.99-1.03x
-// (results/kernels_backward_unroll.md). The scalar path, for unaligned pointers, keeps 4 elements.
+// (benchmarks/results/kernels_backward_unroll.md). The scalar path, for unaligned pointers, keeps 4 elements.
 constexpr int kBinaryUnroll = 2;
 template <int kWidth, bool kBinary>
 constexpr int kUnroll = kWidth == 1 ? 4 : (kBinary ? kBinaryUnroll : 1);

@@ -18,12 +18,15 @@ namespace {
 
 constexpr int kThreads = 256;
 // 16-byte vectors per thread (of each input). The one-input (forward) kernel takes one, as ATen's
-// vectorized kernels do: 2, 4 or 8 measured 3-5 % slower on an H200 at 64 and 256 Mi elements, for a
-// copy and ReLU as much as for Mish (benchmarks/forward_structure_probe.py,
-// benchmarks/results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16, one
-// measured 1.12-1.13x ReLU's backward time, four 1.03-1.06x, two 0.99-1.03x
-// (benchmarks/results/kernels_backward_unroll.md). The scalar path, for unaligned pointers, keeps 4 elements.
+// vectorized kernels do: 2, 4 or 8 measured 3-5 % slower on an H200 at 64 and 256 Mi elements, for
+// a copy and ReLU as much as for Mish (benchmarks/forward_structure_probe.py,
+// benchmarks/results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16,
+// one measured 1.12-1.13x ReLU's backward time, four 1.03-1.06x, two 0.99-1.03x
+// (benchmarks/results/kernels_backward_unroll.md). BatchNormMish's backward kernel keeps the four
+// it was measured with (benchmarks/results/batchnorm_mish.md); the scalar path, for unaligned
+// pointers, 4 elements.
 constexpr int kBinaryUnroll = 2;
+constexpr int kAffineUnroll = 4;
 template <int kWidth, bool kBinary>
 constexpr int kUnroll = kWidth == 1 ? 4 : (kBinary ? kBinaryUnroll : 1);
 
@@ -149,12 +152,11 @@ __global__ void __launch_bounds__(kThreads)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Blocks for `vectors` accesses of kWidth elements: one tile per block. A grid capped at 32 blocks per SM (grid-stride
-// loop) measured 4 % slower in float32 on an H100 (benchmarks/README.md); the kernels' loop now only
-// serves more than 2^31 - 1 tiles.
-template <int kWidth, bool kBinary>
-unsigned grid_blocks(int64_t vectors) {
-  constexpr int64_t tile = kThreads * kUnroll<kWidth, kBinary>;
+// Blocks for `vectors` accesses, `per_thread` per thread: one tile per block. A grid capped at 32
+// blocks per SM (grid-stride loop) measured 4 % slower in float32 on an H100 (benchmarks/README.md);
+// the kernels' loop now only serves more than 2^31 - 1 tiles.
+unsigned grid_blocks(int64_t vectors, int per_thread) {
+  const int64_t tile = int64_t{kThreads} * per_thread;
   const int64_t tiles = (vectors + tile - 1) / tile;
   constexpr int64_t kMaxBlocks = 2147483647;
   return static_cast<unsigned>(std::max<int64_t>(1, std::min(tiles, kMaxBlocks)));
@@ -170,7 +172,8 @@ cudaError_t launch(Fn fn, const void* a_raw, const void* b_raw, void* out_raw, i
 
   constexpr int kWidth = 16 / sizeof(T);
   const bool vectorize = aligned16(a) && aligned16(out) && (!kBinary || aligned16(b));
-  const unsigned blocks = vectorize ? grid_blocks<kWidth, kBinary>(n / kWidth) : grid_blocks<1, kBinary>(n);
+  const unsigned blocks =
+      vectorize ? grid_blocks(n / kWidth, kUnroll<kWidth, kBinary>) : grid_blocks(n, kUnroll<1, kBinary>);
   if (vectorize) {
     elementwise_kernel<T, kWidth, kBinary><<<blocks, kThreads, 0, stream>>>(fn, a, b, out, n);
   } else {
@@ -193,7 +196,7 @@ cudaError_t launch_backward_rows(const void* a_raw, int64_t row, int64_t row_str
       aligned16(a) && aligned16(b) && aligned16(out) && row % kWidth == 0 && row_stride % kWidth == 0;
   const int width = vectorize ? kWidth : 1;
   const RowIndex index{FastDivider(static_cast<uint32_t>(row / width)), row_stride / width};
-  const unsigned blocks = vectorize ? grid_blocks<kWidth, true>(n / kWidth) : grid_blocks<1, true>(n);
+  const unsigned blocks = vectorize ? grid_blocks(n / kWidth, kUnroll<kWidth, true>) : grid_blocks(n, kUnroll<1, true>);
   if (vectorize) {
     elementwise_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(BackwardFn{}, a, b, out, n, index);
   } else {
@@ -226,12 +229,12 @@ __global__ void __launch_bounds__(kThreads)
   const V* vg = reinterpret_cast<const V*>(grad);
   const V* vx = reinterpret_cast<const V*>(x);
   V* vo = reinterpret_cast<V*>(out);
-  const int64_t tile = static_cast<int64_t>(kThreads) * kUnroll<kWidth, true>;
+  const int64_t tile = static_cast<int64_t>(kThreads) * kAffineUnroll;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * tile;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * tile + threadIdx.x; base < nvec; base += stride) {
-    V rg[kUnroll<kWidth, true>], rx[kUnroll<kWidth, true>];
+    V rg[kAffineUnroll], rx[kAffineUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll<kWidth, true>; ++u) {
+    for (int u = 0; u < kAffineUnroll; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i < nvec) {
         rg[u] = vg[i];
@@ -239,7 +242,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
 #pragma unroll
-    for (int u = 0; u < kUnroll<kWidth, true>; ++u) {
+    for (int u = 0; u < kAffineUnroll; ++u) {
       const int64_t i = base + static_cast<int64_t>(u) * kThreads;
       if (i >= nvec) continue;
       V o;
@@ -293,7 +296,7 @@ cudaError_t launch_affine(const void* grad_raw, const void* x_raw, ChannelAffine
   const bool channel_vectors = vectorize && affine.inner == 1 && affine.channels % kWidth == 0 &&
                                aligned_channels(affine.mean) && aligned_channels(affine.invstd) &&
                                aligned_channels(affine.weight) && aligned_channels(affine.bias);
-  const unsigned blocks = vectorize ? grid_blocks<kWidth, true>(n / kWidth) : grid_blocks<1, true>(n);
+  const unsigned blocks = vectorize ? grid_blocks(n / kWidth, kAffineUnroll) : grid_blocks(n, kAffineUnroll);
   if (channel_vectors) {
     backward_affine_kernel<T, kWidth, true><<<blocks, kThreads, 0, stream>>>(grad, x, affine, out, n);
   } else if (vectorize) {

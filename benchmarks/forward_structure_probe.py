@@ -20,6 +20,7 @@ import json
 import statistics
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import torch
 from torch.utils.cpp_extension import load
@@ -145,7 +146,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {{ m.def("run", &run); }}
 """
 
 
-def build(workdir: Path):
+def build(workdir: Path) -> ModuleType:
     workdir.mkdir(parents=True, exist_ok=True)
     sources, declarations, dispatch = [], [], []
     for (dtype, (ctype, _)), threads in itertools.product(DTYPES.items(), THREADS):

@@ -197,15 +197,22 @@ def test_export_csp_onnx_runs_in_onnxruntime_then_builds(
 
 
 @needs_onnx
-def test_export_below_opset_18_counts_the_composed_mish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("opset", [17, 12])
+def test_export_below_opset_18_counts_the_composed_mish(
+    opset: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
     import onnxruntime as ort
 
-    out = tmp_path / "m17.onnx"
+    out = tmp_path / f"m{opset}.onnx"
     code, result, err = run(
-        ["export", "test_cli:small_model", "--image-size", "16", "--opset", "17", "-o", str(out), "--json"], capsys
+        ["export", "test_cli:small_model", "--image-size", "16", "--opset", str(opset), "-o", str(out), "--json"],
+        capsys,
     )
     assert code == 0, err
     assert (result["mish_nodes"], result["mish_as"]) == (1, "Mul(x, Tanh(Softplus(x)))")
+    written = [o.version for o in onnx.load(str(out)).opset_import if o.domain in ("", "ai.onnx")]
+    assert written == [opset]
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     x = torch.rand(1, 3, 16, 16)
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
@@ -436,10 +443,11 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["bench", str(tmp / "missing.engine")], 2, "no such file"),
         (["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.txt"), "-o", str(tmp / "o.plan")], 2, ".bin"),
         (["export", "yolov4-tiny", "--image-size", "100", "-o", str(tmp / "o.onnx")], 2, "does not fit yolov4-tiny"),
+        (["export", "test_cli:small_model", "--opset", "12", "--plugin", "-o", str(tmp / "o.onnx")], 2, "--opset 18"),
     ]
 
 
-@pytest.mark.parametrize("case", range(12))
+@pytest.mark.parametrize("case", range(13))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)

@@ -142,6 +142,17 @@ def test_wrapper_refuses_what_it_cannot_honour(tmp_path: Path) -> None:
         mish_onnx.export(conv_model(), (x,), tmp_path / "x.onnx", plugin=True, dynamo=False)
 
 
+def test_wrapper_refuses_a_file_at_another_opset(tmp_path: Path) -> None:
+    """torch's dynamo exporter writes opset 18 where its version converter cannot go lower (Mul has no
+    adapter to opset 12), and only logs it: the wrapper raises and leaves no file."""
+    path = tmp_path / "x.onnx"
+    with pytest.raises(ValueError, match="opset_version=12 was requested and torch.onnx wrote opset 18"):
+        mish_onnx.export(conv_model(), (torch.randn(1, 3, 8, 8),), path, opset_version=12)
+    assert not path.exists()
+    mish_onnx.export(conv_model(), (torch.randn(1, 3, 8, 8),), path, opset_version=12, dynamo=False)
+    assert onnx_opset(path) == 12 and "Mish" not in op_types(path)
+
+
 def test_plugin_export_writes_torchmish_nodes(tmp_path: Path) -> None:
     path = tmp_path / "p.onnx"
     mish_onnx.export(conv_model(), torch.randn(1, 3, 16, 16), path, plugin=True)

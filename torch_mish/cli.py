@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import inspect
 import json
 import logging
 import os
@@ -403,13 +404,27 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 import torch_mish.onnx
 
                 kwargs: dict[str, Any] = {"external_data": False, "dynamic_shapes": dynamic_shapes(batch)}
+                # Below ONNX Mish's opset the TorchScript exporter: torch's dynamo exporter writes 18+.
+                legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
+                if legacy:
+                    if args.plugin:
+                        raise UsageError(f"--plugin needs --opset {torch_mish.onnx.MISH_OPSET} or above")
+                    name = next(iter(inspect.signature(model.forward).parameters), "input")  # as dynamo names it
+                    dynamic = {name: {0: "batch"}} if batch[0] != batch[2] else None
+                    kwargs = {"dynamo": False, "input_names": [name], "dynamic_axes": dynamic}
                 if args.opset is not None:
                     kwargs["opset_version"] = args.opset
                 try:
-                    with muted(console):
+                    # The TorchScript exporter logs its whole graph to stderr from C++ when it fails.
+                    with muted(console), muted_fds(console, skip=not legacy):
                         torch_mish.onnx.export(model, (x,), tmp, plugin=args.plugin, **kwargs)
                 except ValueError as exc:
                     raise UsageError(f"{exc}") from None
+                except Exception as exc:
+                    if not legacy:
+                        raise
+                    reason = str(exc).strip().split("\n")[0][:300]  # its message carries the whole graph
+                    raise UsageError(f"--opset {args.opset}: torch.onnx's exporter failed: {reason}") from None
                 result["opset"] = args.opset
                 counts = count_onnx_mish(tmp)
                 if args.plugin:
@@ -433,7 +448,14 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 @contextlib.contextmanager
 def silent_fds(console: Console) -> Iterator[None]:
     """Mute file descriptors 1 and 2 (what C++ libraries print at import), unless --verbose."""
-    if console.verbose or "torch_mish.tensorrt" in sys.modules:
+    with muted_fds(console, skip="torch_mish.tensorrt" in sys.modules):
+        yield
+
+
+@contextlib.contextmanager
+def muted_fds(console: Console, skip: bool = False) -> Iterator[None]:
+    """Mute file descriptors 1 and 2 (what C++ code prints), unless --verbose or `skip`."""
+    if console.verbose or skip:
         yield
         return
     sys.stdout.flush()

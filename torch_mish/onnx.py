@@ -118,8 +118,12 @@ def export(
 
     Every other argument is ``torch.onnx.export``'s, with its meaning (``args`` a tensor or a tuple,
     ``opset_version``, ``dynamic_axes`` or ``dynamic_shapes``, ``input_names``, ``dynamo``, ...);
-    an argument it does not know raises its TypeError. Without ``plugin`` this is exactly
-    ``torch.onnx.export``, which needs no wrapper once torch_mish is imported. Returns what it returns.
+    an argument it does not know raises its TypeError. Returns what ``torch.onnx.export`` returns.
+
+    One check more than ``torch.onnx.export``: a file written at another opset than ``opset_version``
+    raises ValueError. (Torch's dynamo exporter writes opset 18 when its version converter cannot
+    take the graph lower, and only logs it; the TorchScript exporter, ``dynamo=False``, writes the
+    opsets below 18.)
     """
     if plugin:
         if kwargs.get("dynamo", True) is False:
@@ -129,4 +133,29 @@ def export(
         table = dict(kwargs.pop("custom_translation_table", None) or {})
         table[torch.ops.mish.mish.default] = _plugin_translation()
         kwargs["custom_translation_table"] = table
-    return torch.onnx.export(model, args, f, **kwargs)
+    result = torch.onnx.export(model, args, f, **kwargs)
+    requested = kwargs.get("opset_version")
+    if requested is not None:
+        written = _written_opset(result, f)
+        if written is not None and written != requested:
+            if isinstance(f, (str, os.PathLike)):
+                os.remove(f)
+            raise ValueError(
+                f"opset_version={requested} was requested and torch.onnx wrote opset {written} "
+                f"(its dynamo exporter could not convert the graph to {requested}; the file was removed); "
+                "for opsets below 18 export with dynamo=False"
+            )
+    return result
+
+
+def _written_opset(result: Any, f: Any) -> int | None:
+    """The default-domain opset of what an export produced: the file, or the returned program."""
+    import onnx
+
+    if isinstance(f, (str, os.PathLike)) and os.path.exists(f):
+        proto = onnx.load(os.fspath(f), load_external_data=False)
+    elif getattr(result, "model_proto", None) is not None:
+        proto = result.model_proto
+    else:
+        return None
+    return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)

@@ -458,6 +458,23 @@ def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys
     assert files(tmp_path) == before
 
 
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--iters", "0"], "--iters: expected an integer >= 1, got 0"),
+        (["--warmup", "-1"], "--warmup: expected an integer >= 0, got -1"),
+        (["--backends", "eager,foo"], "--backends: 'eager,foo': expected a comma-separated subset"),
+    ],
+)
+def test_bench_refuses_bad_counts_and_backends(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "test_cli:small_model", "--image-size", "16", *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 @needs_onnx
 def test_a_failure_after_writing_leaves_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch

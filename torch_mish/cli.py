@@ -121,6 +121,33 @@ def muted(console: Console) -> Iterator[None]:
 # --- arguments ------------------------------------------------------------------------------------
 
 
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+BENCH_BACKENDS = ("eager", "compile", "tensorrt")
+
+
+def bench_backends(text: str) -> list[str]:
+    """An argparse type: comma-separated names from BENCH_BACKENDS."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BENCH_BACKENDS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated subset of {','.join(BENCH_BACKENDS)}")
+    return names
+
+
 def parse_batch(text: str) -> tuple[int, int, int]:
     """``N`` (static) or ``MIN:OPT:MAX`` (dynamic batch)."""
     parts = text.split(":")
@@ -1208,12 +1235,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(p, "N")
     p.add_argument("--dtype", choices=DTYPES, default="float32")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--iters", type=int, help="measured iterations (default 100 on a GPU, 5 on the CPU)")
-    p.add_argument("--warmup", type=int, help="warm-up iterations (default 10 on a GPU, 1 on the CPU)")
+    p.add_argument("--iters", type=int_at_least(1), help="measured iterations (default 100 on a GPU, 5 on the CPU)")
+    p.add_argument("--warmup", type=int_at_least(0), help="warm-up iterations (default 10 on a GPU, 1 on the CPU)")
     p.add_argument(
         "--backends",
-        type=lambda s: s.split(","),
-        default=["eager", "compile", "tensorrt"],
+        type=bench_backends,
+        default="eager,compile,tensorrt",
         help="comma-separated: eager (always), compile, tensorrt",
     )
     p.add_argument("--lowering", choices=("native", "plugin"), help="Mish lowering for the TensorRT row")

@@ -42,6 +42,16 @@ def test_ignored_precision_request_warns(trt, tmp_path: Path) -> None:  # noqa: 
         mt.compile(yolo(torch.float16), x.half(), enabled_precisions={torch.float16}, dryrun=str(tmp_path / "b.txt"))
 
 
+def test_without_a_gpu_compile_says_so(trt, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """Without a CUDA device an engine build (no dryrun) fails deep in TensorRT with an empty
+    AssertionError: compile refuses first, with the reason and the CPU-side alternatives."""
+    import torch_mish.tensorrt as mt
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="no CUDA device here.*inspect.dry_run"):
+        mt.compile(yolo(), torch.randn(1, 3, IMAGE, IMAGE))
+
+
 def warnings_as_errors():  # noqa: ANN201
     import warnings
 

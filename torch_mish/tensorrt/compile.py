@@ -76,6 +76,13 @@ def compile(
             precision is the model's dtype (``model.half()``) or ``enable_autocast=True``;
             ``enabled_precisions`` is ignored, with a warning.
     """
+    if not torch.cuda.is_available() and not settings.get("dryrun"):
+        # torch-tensorrt would get as far as TensorRT's builder and fail on an empty assertion.
+        raise RuntimeError(
+            "mtrt.compile builds an engine for this machine's GPU, and there is no CUDA device here; "
+            "without a GPU, check the conversion with torch_mish.tensorrt.inspect.dry_run (or dryrun=True) "
+            "and build engines with `torch-mish build`"
+        )
     chosen = lowering or _lowering.get_lowering()
     if _lowering.resolve(chosen) == "plugin":
         load_plugin()

@@ -188,6 +188,26 @@ def tensorrt_part(
             summary.add(name, "-", "FAILED", note=str(exc).splitlines()[0])
 
 
+def checked_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> tuple[Path, Darknet, int]:
+    """The cfg, its model and the image size, or bad input stopped in one line before anything is written."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device here; use --device cpu")
+    if args.batch < 1 or args.steps < 0:
+        parser.error("--batch must be >= 1 and --steps >= 0")
+    torch.manual_seed(0)  # the same random weights on every run
+    try:
+        cfg = Path(args.cfg) if Path(args.cfg).exists() else packaged_cfg(args.cfg)
+        model = Darknet(cfg)
+    except (ValueError, OSError) as exc:  # CfgError is a ValueError
+        parser.error(f"--cfg {args.cfg}: {exc}")
+    image = args.image_size or (max(model.height, model.width) if args.device == "cuda" else CPU_IMAGE_SIZE)
+    try:
+        model.check_input_size(image, image)
+    except ValueError as exc:
+        parser.error(f"--image-size {exc}")
+    return cfg, model, image
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -215,7 +235,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/demo"))
     args = parser.parse_args()
     args.lowerings = ["native", "plugin"] if args.lowering == "both" else [args.lowering]
-    cfg = Path(args.cfg) if Path(args.cfg).suffix == ".cfg" and Path(args.cfg).exists() else packaged_cfg(args.cfg)
+    cfg, model, image = checked_model(parser, args)
     dtype = getattr(torch, args.dtype)
     args.out.mkdir(parents=True, exist_ok=True)
     for stale in ("summary.json", "yolo.pt2", "yolo.onnx", "checkpoint.pt", "*.engine", "dryrun_*.txt", "*.ep"):
@@ -231,13 +251,10 @@ def main() -> None:
     )
 
     step(f"1/6 build {cfg.name} with torch_mish.darknet" + (f", load {args.weights}" if args.weights else ""))
-    torch.manual_seed(0)
-    model = Darknet(cfg)
     if args.weights:
         model.load_darknet_weights(args.weights)
     if args.checkpoint:
         model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
-    image = args.image_size or (max(model.height, model.width) if args.device == "cuda" else CPU_IMAGE_SIZE)
     convs, n_mish = count_layers(model, (torch_mish.Mish,))
     model = model.to(args.device)
     print(

@@ -48,3 +48,17 @@ def test_demo_runs_and_reports(tmp_path) -> None:  # noqa: ANN001
     if plugin["status"] == "unsupported here":
         assert "add_plugin_v3" in plugin["note"] or "no torch_mish TensorRT plugin" in plugin["note"], plugin
     assert "Summary" in result.stdout and (tmp_path / "yolo.pt2").exists() and (tmp_path / "checkpoint.pt").exists()
+
+
+def test_demo_bad_input_is_one_line_and_writes_nothing(tmp_path) -> None:  # noqa: ANN001
+    out = tmp_path / "out"
+    for flags, message in [
+        (["--cfg", "yolov4-tiny", "--image-size", "100"], "--image-size 100x100 does not fit yolov4-tiny.cfg"),
+        (["--cfg", "nope.cfg"], "--cfg nope.cfg: no packaged cfg 'nope.cfg'"),
+        (["--batch", "0"], "--batch must be >= 1"),
+    ]:
+        cmd = [sys.executable, str(ROOT / "examples" / "demo.py"), "--device", "cpu", "--out", str(out), *flags]
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert f"demo.py: error: {message}" in result.stderr, result.stderr[-3000:]
+        assert "Traceback" not in result.stderr and not out.exists(), result.stderr[-3000:]

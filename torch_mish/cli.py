@@ -278,7 +278,7 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
             console.info(f"note: no --weights: {path.name} has random weights")
         source = Source(model.eval(), "darknet", str(src), model.channels, image or (model.height, model.width))
         if image:
-            check_image_size(source)
+            check_image_size(model, image)
         return source
     if src.endswith(".pt2"):
         path = check_exists(src)
@@ -297,27 +297,13 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
     raise UsageError(f"{src}: unsupported source; give a darknet .cfg, a .pt2 ExportedProgram or module:factory")
 
 
-def check_image_size(source: Source) -> None:
-    """Run a darknet model on fake tensors (shapes only, no arithmetic) at the requested size, so that a size
-    its strides do not divide fails here in one line rather than deep inside an export or a build."""
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    fake_log = logging.getLogger("torch._subclasses.fake_tensor")  # logs the failing op's traceback
-    level = fake_log.level
-    fake_log.setLevel(logging.CRITICAL)
+def check_image_size(model: Any, image: tuple[int, int]) -> None:
+    """A size the darknet model's strides do not divide fails here in one line, not deep inside an
+    export or a build."""
     try:
-        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-            source.model(torch.empty(1, source.channels, *source.image_size))
-    except RuntimeError as exc:
-        h, w = source.image_size
-        reason = str(exc).strip().splitlines()[0]
-        raise UsageError(
-            f"--image-size {h}x{w} does not fit {source.name} ({reason}); use a size its strides divide, "
-            "a multiple of 32 for the YOLOv4 family"
-        ) from None
-    finally:
-        fake_log.setLevel(level)
+        model.check_input_size(*image)
+    except ValueError as exc:
+        raise UsageError(f"--image-size {exc}") from None
 
 
 def _user_inputs(program: Any) -> set[str]:

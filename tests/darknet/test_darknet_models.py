@@ -59,3 +59,20 @@ def test_packaged_cfgs_ship_with_their_license() -> None:
     assert sorted(p.name for p in folder.glob("*.cfg")) == sorted(PACKAGED_CFGS)
     with pytest.raises(ValueError, match="no packaged cfg 'yolov3.cfg'"):
         packaged_cfg("yolov3")
+
+
+@pytest.mark.parametrize(("name", "size", "fits"), [("yolov4-tiny", 96, True), ("yolov4-tiny", 100, False)])
+def test_check_input_size(name: str, size: int, fits: bool) -> None:
+    """A size the strides do not divide fails in forward at a route's concatenation; check_input_size
+    says so up front, and passes where forward works."""
+    model = Darknet(packaged_cfg(name)).eval()
+    x = torch.rand(1, 3, size, size)
+    if fits:
+        model.check_input_size(size, size)
+        with torch.no_grad():
+            model(x)
+        return
+    with pytest.raises(ValueError, match=rf"{size}x{size} does not fit {name}\.cfg .*multiple of 32"):
+        model.check_input_size(size, size)
+    with pytest.raises(RuntimeError), torch.no_grad():
+        model(x)

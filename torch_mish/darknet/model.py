@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -176,6 +177,27 @@ class Darknet(nn.Module):
         if self.training:
             return [yolo.split(h) for yolo, h in zip(yolos, heads, strict=True)]
         return torch.cat([yolo.decode(h, net_h, net_w) for yolo, h in zip(yolos, heads, strict=True)], 1)
+
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise ValueError if a height x width input does not fit the network: a size its strides do
+        not divide makes two branches disagree where a route or shortcut joins them, deep in forward.
+        Runs the network on fake tensors (shapes only: no arithmetic, no activation memory)."""
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        fake_log = logging.getLogger("torch._subclasses.fake_tensor")  # logs the failing op's traceback
+        level = fake_log.level
+        fake_log.setLevel(logging.CRITICAL)
+        try:
+            with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+                self(torch.empty(1, self.channels, height, width))
+        except RuntimeError as exc:
+            reason = str(exc).strip().splitlines()[0]
+            raise ValueError(
+                f"{height}x{width} does not fit {self.source} ({reason}); use a size its strides divide, "
+                "a multiple of 32 for the YOLOv4 family"
+            ) from None
+        finally:
+            fake_log.setLevel(level)
 
     def load_darknet_weights(self, path: str | Path) -> None:
         """Load a darknet ``.weights`` file (see :mod:`torch_mish.darknet.weights`)."""

@@ -286,6 +286,23 @@ def test_build_tiny_cfg_engine_and_report(
     assert files(tmp_path) == {"tiny.engine", "report.json"}
 
 
+def test_build_takes_a_programs_batch_range(
+    trt: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .pt2 exported with a dynamic batch builds that range unless --batch says otherwise, as its
+    image size is the program's unless --image-size says otherwise."""
+    program = tmp_path / "dyn.pt2"
+    code, _, err = run(
+        ["export", "test_cli:small_model", "--image-size", "16", "--batch", "1:2:8", "-o", str(program)], capsys
+    )
+    assert code == 0, err
+    for flags, expected in [([], [1, 2, 8]), (["--batch", "4"], [4, 4, 4])]:
+        code, data, err = run(["build", str(program), "-o", str(tmp_path / "e.engine"), "--json", *flags], capsys)
+        assert code == 0, err
+        ((shapes,),) = [list(p.values()) for p in data["profiles"]]
+        assert [shapes[k][0] for k in ("min", "opt", "max")] == expected, data["profiles"]
+
+
 def test_build_fp16_converts_the_model(trt: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     engine = tmp_path / "half.plan"
     code, data, err = run(
@@ -444,10 +461,15 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
         (["build", "yolov4-tiny.cfg", "--timing-cache", str(tmp / "c.txt"), "-o", str(tmp / "o.plan")], 2, ".bin"),
         (["export", "yolov4-tiny", "--image-size", "100", "-o", str(tmp / "o.onnx")], 2, "does not fit yolov4-tiny"),
         (["export", "test_cli:small_model", "--opset", "12", "--plugin", "-o", str(tmp / "o.onnx")], 2, "--opset 18"),
+        (
+            ["build", "test_cli:small_model", "--minShapes", "x:1x3x16x16", "-o", str(tmp / "o.engine")],
+            2,
+            "--optShapes, --maxShapes missing",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(13))
+@pytest.mark.parametrize("case", range(14))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)
@@ -520,6 +542,7 @@ def test_precision_and_lowering_it_cannot_honour(
         capsys,
     )
     assert code == 2 and "--lowering plugin cannot be built" in err and "--lowering native" in err
+    assert "set_lowering" not in err  # the library's advice, in the CLI's spelling only
     # TorchMish nodes in an ONNX file: the parser of this TensorRT cannot import them
     plugin_onnx = tmp_path / "p.onnx"
     assert (

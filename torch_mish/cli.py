@@ -190,8 +190,11 @@ def batch_from_args(args: argparse.Namespace) -> tuple[int, int, int]:
     """--batch, or trtexec's --minShapes/--optShapes/--maxShapes (their first dimension; H and W too)."""
     shapes = [getattr(args, k, None) for k in ("min_shapes", "opt_shapes", "max_shapes")]
     if any(shapes):
-        if not all(shapes) or args.batch is not None:
-            raise UsageError("give all three of --minShapes/--optShapes/--maxShapes, or --batch MIN:OPT:MAX, not both")
+        if args.batch is not None:
+            raise UsageError("--batch and --minShapes/--optShapes/--maxShapes: give one or the other")
+        if not all(shapes):
+            missing = [f"--{k}Shapes" for k, given in zip(("min", "opt", "max"), shapes, strict=True) if not given]
+            raise UsageError(f"--minShapes, --optShapes and --maxShapes go together: {', '.join(missing)} missing")
         parsed = [parse_trtexec_shapes(s) for s in shapes]
         if len({s[1:] for s in parsed}) != 1 or len(parsed[0]) != 4:
             raise UsageError(
@@ -215,6 +218,7 @@ class Source:
     name: str
     channels: int
     image_size: tuple[int, int]
+    batch: tuple[int, int, int] | None = None  # an exported program's own (min, opt, max) batch
 
 
 def is_factory(src: str) -> bool:
@@ -293,7 +297,8 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
         if len(shape) != 4:
             raise UsageError(f"{src}: the input has shape {tuple(shape)}; torch-mish handles NCHW images")
         hw = (_hint(shape[2]), _hint(shape[3]))
-        return Source(program.module(), "exported_program", str(src), _hint(shape[1]), image or hw)
+        batch = _batch_range(program, shape[0])
+        return Source(program.module(), "exported_program", str(src), _hint(shape[1]), image or hw, batch)
     raise UsageError(f"{src}: unsupported source; give a darknet .cfg, a .pt2 ExportedProgram or module:factory")
 
 
@@ -308,6 +313,18 @@ def check_image_size(model: Any, image: tuple[int, int]) -> None:
 
 def _user_inputs(program: Any) -> set[str]:
     return set(program.graph_signature.user_inputs)
+
+
+def _batch_range(program: Any, dim: Any) -> tuple[int, int, int] | None:
+    """(min, example, max) of a dynamic batch dimension with finite bounds; None if it is static."""
+    import torch
+
+    if not isinstance(dim, torch.SymInt):
+        return None
+    bounds = program.range_constraints.get(dim.node.expr)
+    if bounds is None or not bounds.upper.is_finite:
+        return None
+    return int(bounds.lower), _hint(dim), int(bounds.upper)
 
 
 def _hint(dim: Any) -> int:
@@ -582,6 +599,9 @@ def build_from_model(
     import torch_tensorrt
 
     source = load_source(src, args, console)
+    if source.batch and args.batch is None and not getattr(args, "min_shapes", None):
+        batch = source.batch  # as --image-size defaults to the program's size
+        console.info(f"batch {batch[0]}/{batch[1]}/{batch[2]} (min/opt/max): the program's own range")
     dtype = torch_dtype(precision)
     model = source.model.to(dtype)
     shape = (source.channels, *source.image_size)
@@ -600,7 +620,7 @@ def build_from_model(
     except mt.PluginUnavailableError as exc:
         raise UsageError(
             f"--lowering {lowering} cannot be built with {trt.__name__} {trt.__version__}: "
-            f"{str(exc).splitlines()[0]} Use --lowering native."
+            f"{str(exc).splitlines()[0].split(' Use set_lowering')[0]} Use --lowering native."  # the CLI's spelling
         ) from None
     advance()
     if not coverage.fully_converted:

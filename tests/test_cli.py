@@ -466,10 +466,11 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
             2,
             "--optShapes, --maxShapes missing",
         ),
+        (["export", "torch.nn:Conv2d", "-o", str(tmp / "o.onnx")], 2, "give a factory that takes no arguments"),
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(15))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)

@@ -44,3 +44,19 @@ def test_functional_scripts_like_f_mish(inplace: bool, gen: torch.Generator) -> 
     y = scripted(x, inplace)
     assert (y.data_ptr() == x.data_ptr()) == inplace
     assert_mish_close(y, expected)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", True), ("0", False), ("", None), ("true", None), ("off", None)])
+def test_env_switches_take_0_or_1_and_warn_on_anything_else(
+    value: str, expected: bool | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TORCH_MISH_COMPILE_AS_ATEN and TORCH_MISH_INDUCTOR_DECOMPOSE are read with env_flag: a typo
+    must be seen, not silently taken as one of the settings."""
+    from torch_mish._env import env_flag
+
+    monkeypatch.setenv("TORCH_MISH_TEST_SWITCH", value)
+    if value in ("", "0", "1"):
+        assert env_flag("TORCH_MISH_TEST_SWITCH") is expected
+        return
+    with pytest.warns(RuntimeWarning, match=f"TORCH_MISH_TEST_SWITCH='{value}' is not 0 or 1: ignored"):
+        assert env_flag("TORCH_MISH_TEST_SWITCH") is None

@@ -43,13 +43,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import inspect
-import os
 import sys
 from collections.abc import Callable, Iterator
 
 import torch
 
 from torch_mish import _compat
+from torch_mish._env import env_flag
 
 _OP = torch.ops.mish.mish.default
 # Above this, N / (N + 2) rounds to 1 in float32 and float64 alike (2e^-2x < eps), so clamping the
@@ -58,7 +58,7 @@ _EXP_CLAMP = 20.0
 # Below this e^x is 0 in every dtype: clamping the factor x there turns -inf * 0 (NaN) into -1000 * 0.
 _ZERO_BELOW = -1000.0
 _LOG2E = 1.4426950408889634
-DECOMPOSE_BY_DEFAULT = os.environ.get("TORCH_MISH_INDUCTOR_DECOMPOSE", "1") != "0"
+DECOMPOSE_BY_DEFAULT = env_flag("TORCH_MISH_INDUCTOR_DECOMPOSE") is not False
 
 
 def mish_decomposition(x: torch.Tensor) -> torch.Tensor:

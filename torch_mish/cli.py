@@ -250,7 +250,10 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
             raise UsageError(f"{src}: cannot import {attr!r} from {module_name!r} ({exc}); check PYTHONPATH") from None
         finally:
             sys.path.pop(0)
-        model = factory()
+        try:
+            model = factory()
+        except TypeError as exc:  # a class or function that needs arguments
+            raise UsageError(f"{src}: {attr}() failed ({exc}); give a factory that takes no arguments") from None
         if not isinstance(model, torch.nn.Module):
             raise UsageError(f"{src}: the factory returned {type(model).__name__}, not an nn.Module")
         return Source(model.eval(), "factory", src, 3, image or (640, 640))

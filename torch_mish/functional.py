@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
 import torch.nn.functional as F
 
 from torch_mish import _compat, _inductor
+from torch_mish._env import env_flag
 
 # What torch.compile (not torch.export) traces: True, aten.mish; False, torch.ops.mish.mish; None
 # (TORCH_MISH_COMPILE_AS_ATEN unset), the custom op for inference, where Inductor fuses its
 # decomposition (torch_mish/_inductor.py, faster than its own aten.mish code), and aten.mish where a
 # gradient is needed, whose forward and backward Inductor fuses together.
-_COMPILE_AS_ATEN: bool | None = {"1": True, "0": False}.get(os.environ.get("TORCH_MISH_COMPILE_AS_ATEN", ""))
+_COMPILE_AS_ATEN: bool | None = env_flag("TORCH_MISH_COMPILE_AS_ATEN")
 
 # Bound once: on small tensors the host cost of a call is the whole cost, and each Python frame and
 # attribute lookup adds to it. The eager path calls the overloads' builtins; traced paths call the

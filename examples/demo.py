@@ -265,7 +265,10 @@ def main() -> None:
     step(f"2/6 train {args.steps} steps on synthetic data" + (" (bf16 autocast)" if args.device == "cuda" else ""))
     losses = train(model, args, image)
     if losses:  # random inputs and all-zero targets: this checks that training runs, it learns nothing
-        print(f"    loss {losses[0]:.4f} -> {losses[-1]:.4f} (synthetic data: a check that the step runs)")
+        print(
+            f"    loss {losses[0]:.5f} at step 1, {losses[-1]:.5f} at step {len(losses)} (random images, all-zero "
+            "targets: this checks that forward, backward and the optimizer step run; it trains no detector)"
+        )
     else:
         print("    (no steps)")
     torch.save(model.state_dict(), args.out / "checkpoint.pt")

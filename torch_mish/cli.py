@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -406,6 +405,16 @@ def count_onnx_mish(path: Path) -> dict[str, int]:
     }
 
 
+def count_outputs(model: Any, x: Any) -> int:
+    """How many tensors the model returns, from a run on fake tensors (shapes only)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.utils import _pytree
+
+    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+        return len(_pytree.tree_leaves(model(torch.empty(x.shape, dtype=x.dtype))))
+
+
 def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     out = output_path(args.output, (".onnx", ".pt2"))
     batch = parse_batch(args.batch or "1")
@@ -436,15 +445,18 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             else:
                 import torch_mish.onnx
 
-                kwargs: dict[str, Any] = {"external_data": False, "dynamic_shapes": dynamic_shapes(batch)}
+                # The names torch-tensorrt gives an engine built from the model, so that an engine
+                # built from this file has the same bindings.
+                outputs = [f"output{i}" for i in range(count_outputs(model, x))]
+                names = {"input_names": ["input"], "output_names": outputs}
+                kwargs: dict[str, Any] = {"external_data": False, "dynamic_shapes": dynamic_shapes(batch), **names}
                 # Below ONNX Mish's opset the TorchScript exporter: torch's dynamo exporter writes 18+.
                 legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
                 if legacy:
                     if args.plugin:
                         raise UsageError(f"--plugin needs --opset {torch_mish.onnx.MISH_OPSET} or above")
-                    name = next(iter(inspect.signature(model.forward).parameters), "input")  # as dynamo names it
-                    dynamic = {name: {0: "batch"}} if batch[0] != batch[2] else None
-                    kwargs = {"dynamo": False, "input_names": [name], "dynamic_axes": dynamic}
+                    dynamic = {"input": {0: "batch"}} if batch[0] != batch[2] else None
+                    kwargs = {"dynamo": False, "dynamic_axes": dynamic, **names}
                 if args.opset is not None:
                     kwargs["opset_version"] = args.opset
                 try:

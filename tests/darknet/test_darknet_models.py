@@ -69,8 +69,9 @@ def test_check_input_size(name: str, size: int, fits: bool) -> None:
     x = torch.rand(1, 3, size, size)
     if fits:
         model.check_input_size(size, size)
+        model.half().check_input_size(size, size)  # the check's input follows the model's dtype (and device)
         with torch.no_grad():
-            model(x)
+            model.float()(x)
         return
     with pytest.raises(ValueError, match=rf"{size}x{size} does not fit {name}\.cfg .*multiple of 32"):
         model.check_input_size(size, size)

@@ -187,9 +187,10 @@ class Darknet(nn.Module):
         fake_log = logging.getLogger("torch._subclasses.fake_tensor")  # logs the failing op's traceback
         level = fake_log.level
         fake_log.setLevel(logging.CRITICAL)
+        like = next(self.parameters(), torch.empty(0))  # the input on the model's device, in its dtype
         try:
             with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-                self(torch.empty(1, self.channels, height, width))
+                self(torch.empty(1, self.channels, height, width, device=like.device, dtype=like.dtype))
         except RuntimeError as exc:
             reason = str(exc).strip().splitlines()[0]
             raise ValueError(

@@ -405,14 +405,21 @@ def count_onnx_mish(path: Path) -> dict[str, int]:
     }
 
 
-def count_outputs(model: Any, x: Any) -> int:
-    """How many tensors the model returns, from a run on fake tensors (shapes only)."""
+def onnx_tensor_names(model: Any, x: Any) -> dict[str, list[str]]:
+    """input_names and output_names for torch.onnx.export: the names torch-tensorrt gives an engine
+    built from the model (input, output0, ...), so an engine built from the ONNX file binds alike. The
+    outputs are counted on fake tensors (shapes only); a model that cannot run on them keeps the
+    exporter's output names."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
     from torch.utils import _pytree
 
-    with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
-        return len(_pytree.tree_leaves(model(torch.empty(x.shape, dtype=x.dtype))))
+    try:
+        with FakeTensorMode(allow_non_fake_inputs=True), torch.no_grad():
+            outputs = _pytree.tree_leaves(model(torch.empty(x.shape, dtype=x.dtype, device=x.device)))
+    except Exception:  # noqa: BLE001 - exported all the same, with the exporter's output names
+        return {"input_names": ["input"]}
+    return {"input_names": ["input"], "output_names": [f"output{i}" for i in range(len(outputs))]}
 
 
 def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -445,10 +452,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             else:
                 import torch_mish.onnx
 
-                # The names torch-tensorrt gives an engine built from the model, so that an engine
-                # built from this file has the same bindings.
-                outputs = [f"output{i}" for i in range(count_outputs(model, x))]
-                names = {"input_names": ["input"], "output_names": outputs}
+                names = onnx_tensor_names(model, x)
                 kwargs: dict[str, Any] = {"external_data": False, "dynamic_shapes": dynamic_shapes(batch), **names}
                 # Below ONNX Mish's opset the TorchScript exporter: torch's dynamo exporter writes 18+.
                 legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET

@@ -196,7 +196,7 @@ def checked_model(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--batch must be >= 1 and --steps >= 0")
     torch.manual_seed(0)  # the same random weights on every run
     try:
-        cfg = Path(args.cfg) if Path(args.cfg).exists() else packaged_cfg(args.cfg)
+        cfg = Path(args.cfg) if Path(args.cfg).is_file() else packaged_cfg(args.cfg)
         model = Darknet(cfg)
     except (ValueError, OSError) as exc:  # CfgError is a ValueError
         parser.error(f"--cfg {args.cfg}: {exc}")

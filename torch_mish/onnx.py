@@ -149,8 +149,12 @@ def export(
 
 
 def _written_opset(result: Any, f: Any) -> int | None:
-    """The default-domain opset of what an export produced: the file, or the returned program."""
-    import onnx
+    """The default-domain opset of what an export produced: the file, or the returned program; None
+    where it cannot be read (the TorchScript exporter runs without the onnx package)."""
+    try:
+        import onnx
+    except ImportError:
+        return None
 
     if isinstance(f, (str, os.PathLike)) and os.path.exists(f):
         proto = onnx.load(os.fspath(f), load_external_data=False)

@@ -162,7 +162,8 @@ def tensorrt_part(
                     name,
                     "cpu",
                     "unsupported here",
-                    note=f"{flavour}: {str(exc).splitlines()[0]} (demo: --lowering native)",
+                    # the library's advice (set_lowering) in the demo's spelling
+                    note=f"{flavour}: {str(exc).splitlines()[0].split(' Use set_lowering')[0]} Use --lowering native.",
                 )
                 continue
             if not report.fully_converted:

@@ -47,6 +47,7 @@ def test_demo_runs_and_reports(tmp_path) -> None:  # noqa: ANN001
     assert plugin["status"] in ("ran", "built", "unsupported here"), plugin
     if plugin["status"] == "unsupported here":
         assert "add_plugin_v3" in plugin["note"] or "no torch_mish TensorRT plugin" in plugin["note"], plugin
+        assert plugin["note"].endswith("Use --lowering native.") and "set_lowering" not in plugin["note"], plugin
     assert "Summary" in result.stdout and (tmp_path / "yolo.pt2").exists() and (tmp_path / "checkpoint.pt").exists()
 
 

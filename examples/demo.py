@@ -162,8 +162,7 @@ def tensorrt_part(
                     name,
                     "cpu",
                     "unsupported here",
-                    # the library's advice (set_lowering) in the demo's spelling
-                    note=f"{flavour}: {str(exc).splitlines()[0].split(' Use set_lowering')[0]} Use --lowering native.",
+                    note=f"{flavour}: {exc.reason.splitlines()[0]} Use --lowering native.",
                 )
                 continue
             if not report.fully_converted:

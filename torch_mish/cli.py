@@ -639,7 +639,7 @@ def build_from_model(
     except mt.PluginUnavailableError as exc:
         raise UsageError(
             f"--lowering {lowering} cannot be built with {trt.__name__} {trt.__version__}: "
-            f"{str(exc).splitlines()[0].split(' Use set_lowering')[0]} Use --lowering native."  # the CLI's spelling
+            f"{exc.reason.splitlines()[0]} Use --lowering native."
         ) from None
     advance()
     if not coverage.fully_converted:

@@ -82,15 +82,15 @@ def _convert(ctx: ConversionContext, target: Target, args: Sequence[Any], name: 
         if not can_add_plugin_layers():
             raise plugin.PluginUnavailableError(
                 f"Mish lowering 'plugin' was requested for {name}, but this TensorRT ({trt.__version__}) cannot "
-                "add plugin layers to a network (INetworkDefinition.add_plugin_v3 is missing, as in TensorRT-RTX). "
-                "Use set_lowering('native')."
+                "add plugin layers to a network (INetworkDefinition.add_plugin_v3 is missing, as in TensorRT-RTX).",
+                advice="Use set_lowering('native').",
             )
         try:
             return add_mish_plugin(ctx, x, target, name)  # loads the plugin library if needed
         except plugin.PluginUnavailableError as exc:
             raise plugin.PluginUnavailableError(
-                f"Mish lowering 'plugin' was requested for {name}, but the plugin cannot be used: {exc}. "
-                "Use set_lowering('native') to lower Mish to TensorRT layers instead."
+                f"Mish lowering 'plugin' was requested for {name}, but the plugin cannot be used: {exc}.",
+                advice="Use set_lowering('native') to lower Mish to TensorRT layers instead.",
             ) from exc
     return add_mish_native(ctx, x, target, name)
 

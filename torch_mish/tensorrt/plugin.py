@@ -23,7 +23,12 @@ _loaded: dict[str, object] = {}
 
 
 class PluginUnavailableError(RuntimeError):
-    """The plugin library was not built for this TensorRT, or could not be registered."""
+    """The plugin library was not built for this TensorRT, or could not be registered. ``reason`` is the
+    message without the advice, for callers (the CLI, the demo) that give their own."""
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        super().__init__(f"{reason} {advice}".strip())
+        self.reason = reason
 
 
 def tensorrt_abi_major() -> int:

@@ -47,6 +47,9 @@ for stage in "$@"; do
         echo "$reader: $(grep -c 'Uninitialized __global__ memory read' "$OUT/initcheck_$reader.log") uninitialized-read reports;" \
           "kernels: $(grep -A2 'Uninitialized __global__' "$OUT/initcheck_$reader.log" | grep -o 'in [A-Za-z_:<>]*' | sort | uniq -c | head -3 | tr '\n' ' ')"
       done ;;
+    backward_probe)  # host time against kernel time of the backward through autograd (float32, 4-64 Mi)
+      timeout 200 $PY benchmarks/backward_host_probe.py > "$OUT/backward_host_probe.log" 2>&1; status=$((status | $?))
+      cp benchmarks/results/backward_host_probe.* "$OUT/" 2>/dev/null; tail -12 "$OUT/backward_host_probe.log" ;;
     host_overhead)
       $PY benchmarks/host_overhead.py | tee "$OUT/host_overhead.log" ;;
     ncu)
@@ -96,21 +99,25 @@ for stage in "$@"; do
       timeout 590 $PY benchmarks/bench_inference.py --profile ${INFERENCE_ARGS:-} > "$OUT/bench_inference.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/inference.* "$OUT/" 2>/dev/null; cp out/inference/profile.*.txt "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/bench_inference.log" | tail -30 ;;
-    max_autotune)  # yolov4-csp fp16 batch 16 under mode="max-autotune", the three activations one after
-      # another on an idle host. Autotuning outlasts one device call: the Inductor cache (its tuning
-      # results, without compiled binaries) goes back as out/gpu/inductor_cache.tgz; put it at
-      # out/inductor_cache.tgz and carry that path, and the next call resumes where this one stopped.
+    max_autotune)  # one detector cell under mode="max-autotune" (default: yolov4-csp fp16 batch 16; set
+      # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH), the three activations one after another on an idle host.
+      # Autotuning outlasts one device call: the Inductor cache (its tuning results, without compiled
+      # binaries) goes back as out/gpu/inductor_cache.tgz; put it at out/inductor_cache.tgz and carry
+      # that path, and the next call resumes where this one stopped.
       [ -f out/inductor_cache.tgz ] && tar xzf out/inductor_cache.tgz -C out
+      model=${MAX_AUTOTUNE_MODEL:-yolov4-csp} dtype=${MAX_AUTOTUNE_DTYPE:-fp16} batch=${MAX_AUTOTUNE_BATCH:-16}
+      name=inference_max_autotune; [ "$model/$dtype/$batch" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
       TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 $PY benchmarks/bench_inference.py \
-        --models darknet:yolov4-csp --paths max-autotune --dtypes fp16 --batches 16 \
+        --models darknet:$model --paths max-autotune --dtypes $dtype --batches $batch \
+        --max-autotune-dtypes $dtype --max-autotune-batches $batch \
         --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \
         --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
-        --timing-reserve-s 60 --out-name inference_max_autotune > "$OUT/bench_max_autotune.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/inference_max_autotune.* "$OUT/" 2>/dev/null
+        --timing-reserve-s 60 --out-name $name > "$OUT/bench_max_autotune.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/$name.* "$OUT/" 2>/dev/null
       tar czf "$OUT/inductor_cache.tgz" --exclude=triton -C out inductor_cache
       grep -v "^W[0-9]" "$OUT/bench_max_autotune.log" | tail -12 ;;
     demo)
-      timeout 220 $PY examples/demo.py --model-size full --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
+      timeout 220 $PY examples/demo.py --device cuda --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;
     *) echo "unknown stage $stage"; exit 2 ;;
   esac

@@ -247,3 +247,43 @@ def test_setup_env_stops_on_a_failed_build(tmp_path: Path) -> None:
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "error: #error planted by the test" in proc.stderr
     assert "REACHED THE IMPORT" not in proc.stdout and "AFTER SETUP" not in proc.stdout
+
+
+# Imports the package may make only when an optional extra is installed (each behind a message
+# naming what to install), by the extra that provides them: torch-tensorrt brings tensorrt.
+OPTIONAL_IMPORTS = {"torch_tensorrt": "tensorrt", "tensorrt": "tensorrt", "onnx": "onnx", "onnxscript": "onnx"}
+
+
+def test_every_import_of_the_package_is_a_declared_dependency() -> None:
+    """A module the package imports and pyproject.toml does not declare breaks a user's install
+    (the CLI's progress bars once needed an undeclared tqdm)."""
+    import ast
+
+    text = (ROOT / "pyproject.toml").read_text()  # by hand: tomllib is Python 3.11+
+
+    def names(listing: str) -> set[str]:
+        return {n.lower().replace("-", "_") for n in re.findall(r'"([A-Za-z0-9_.-]+)', listing)}
+
+    declared = names(re.search(r"^dependencies = \[(.*?)\]", text, re.M | re.S).group(1))  # type: ignore[union-attr]
+    table = text.split("[project.optional-dependencies]")[1].split("\n[")[0]
+    extras = {k: names(v) for k, v in re.findall(r"^(\w+) = \[(.*?)\]", table, re.M | re.S)}
+    imported: dict[str, set[str]] = {}
+    for path in (ROOT / "torch_mish").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                modules = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in ("torch_mish", "__future__"):
+                    imported.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    undeclared = {
+        top: sorted(where)
+        for top, where in imported.items()
+        if top not in declared and not (top in OPTIONAL_IMPORTS and OPTIONAL_IMPORTS[top] in extras)
+    }
+    assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
+    assert "tensorrt" in extras and "torch_tensorrt" in extras["tensorrt"] and {"onnx", "onnxscript"} <= extras["onnx"]

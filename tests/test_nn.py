@@ -247,3 +247,16 @@ def test_batchnorm_mish_traces_to_batchnorm_and_the_custom_op_in_training(gen: t
     x = torch.randn(2, 4, 5, 5, generator=gen)
     graph = str(torch.jit.trace(fused, x.requires_grad_(), check_trace=False).graph)
     assert "mish::mish" in graph and "aten::batch_norm" in graph
+
+
+def test_scripting_a_fused_model_says_to_unfuse_it(gen: torch.Generator) -> None:
+    """torch.jit.script cannot compile BatchNormMish: it says so, and how, instead of failing inside
+    the class; the unfused model scripts and computes what the fused one does."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, bias=False), nn.BatchNorm2d(8), torch_mish.Mish())
+    fused = torch_mish.fuse_batchnorm_mish(model).eval()
+    with pytest.raises(RuntimeError, match=r"unfuse_batchnorm_mish\(model\)"):
+        torch.jit.script(fused)
+    x = torch.randn(2, 3, 9, 9, generator=gen)
+    expected = fused(x)
+    scripted = torch.jit.script(torch_mish.unfuse_batchnorm_mish(fused))
+    torch.testing.assert_close(scripted(x), expected)

@@ -86,6 +86,14 @@ class BatchNormMish(_NormBase):
         """The module this one replaced when that module applied its own Mish, else None."""
         return self._original
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script calls this on every submodule first; without it the error names this class's
+        # internals (its `original` property's annotation) instead of what to do.
+        raise RuntimeError(
+            "torch.jit.script cannot compile torch_mish.BatchNormMish: script the model after "
+            "torch_mish.unfuse_batchnorm_mish(model), or use torch.jit.trace or torch.export"
+        )
+
     def to_original(self) -> nn.Module:
         """The replaced module back, holding this module's parameters and buffers (shared)."""
         if self._original is None:

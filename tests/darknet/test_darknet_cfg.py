@@ -115,6 +115,10 @@ def test_errors_name_the_cfg_file(tmp_path) -> None:  # noqa: ANN001
         Darknet(path)
     with pytest.raises(CfgError, match=r"missing\.cfg: cannot read the cfg file"):
         Darknet(tmp_path / "missing.cfg")
+    # a packaged cfg's name, as the CLI takes it, points to packaged_cfg()
+    for name in ("yolov4-csp", "yolov4-csp.cfg"):
+        with pytest.raises(CfgError, match=r"cannot read the cfg file: .*packaged_cfg\('yolov4-csp\.cfg'\)"):
+            Darknet(name)
 
 
 TRAINING_KEYS = {

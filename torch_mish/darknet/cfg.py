@@ -101,7 +101,13 @@ def read_cfg(cfg: str | Path) -> list[Section]:
         try:
             text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of "[net]"
         except OSError as exc:
-            raise CfgError(f"{path}: cannot read the cfg file: {exc.strerror or exc}") from exc
+            from torch_mish.darknet import PACKAGED_CFGS  # noqa: PLC0415 - the package imports this module
+
+            name = path.name if path.name.endswith(".cfg") else f"{path.name}.cfg"
+            hint = (
+                f"; the packaged one is packaged_cfg({name!r})" if not path.exists() and name in PACKAGED_CFGS else ""
+            )
+            raise CfgError(f"{path}: cannot read the cfg file: {exc.strerror or exc}{hint}") from exc
         source = path.name
     else:
         text, source = cfg, "<cfg text>"

@@ -25,6 +25,20 @@ from torch_mish.darknet import Darknet, packaged_cfg
 
 SIZE = 64
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
+
+
+@pytest.mark.parametrize(("missing", "opset"), [("onnxscript", None), ("onnx", "12")])
+def test_onnx_export_without_the_onnx_packages_says_what_to_install(
+    missing: str, opset: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    flags = ["--opset", opset] if opset else []
+    code, _, err = run(["export", "test_cli:small_model", *flags, "-o", str(tmp_path / "o.onnx")], capsys)
+    assert code == 1 and f"needs {missing}," in err and "pip install 'torch_mish[onnx]'" in err, err
+    assert files(tmp_path) == set()
+
+
 # onnx, onnxscript and onnxruntime are optional test dependencies
 needs_onnx = pytest.mark.skipif(not HAS_ORT, reason="onnx, onnxscript and onnxruntime are not installed")  # optional
 
@@ -33,6 +47,12 @@ def small_model() -> nn.Module:
     """A factory for ``test_cli:small_model``: conv, BatchNorm, Mish, pooled head."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), torch_mish.Mish(), nn.Conv2d(8, 4, 1))
+
+
+def mixed_model() -> nn.Module:
+    """``test_cli:mixed_model``: one torch_mish.Mish and one nn.Mish (aten.mish)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), torch_mish.Mish(), nn.Conv2d(8, 8, 1), nn.Mish())
 
 
 class Broken(nn.Module):
@@ -241,6 +261,34 @@ def test_export_pt2_reloads_and_is_a_source(tmp_path: Path, capsys: pytest.Captu
     assert result["input_shape"] == [[3, 16, 16]]
 
 
+def test_a_programs_batch_and_image_size_are_the_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every command takes a .pt2's batch (static or a range) and image size unless told otherwise, and
+    refuses, in one line, a batch or size the program was not exported for."""
+    static, dynamic = tmp_path / "b2.pt2", tmp_path / "dyn.pt2"
+    for out, batch in [(static, "2"), (dynamic, "1:2:8")]:
+        code, _, err = run(
+            ["export", "test_cli:small_model", "--image-size", "16", "--batch", batch, "-o", str(out)], capsys
+        )
+        assert code == 0, err
+    for src, expected in [(static, [2, 2, 2]), (dynamic, [1, 2, 8])]:
+        code, result, err = run(["export", str(src), "-o", str(tmp_path / "again.pt2"), "--json"], capsys)
+        assert code == 0, err
+        assert [result["batch"][k] for k in ("min", "opt", "max")] == expected
+        assert result["input_shape"] == [[3, 16, 16]] and "the program's own" in err
+    code, data, err = run(["bench", str(static), "--backends", "eager", "--iters", "2", "--json"], capsys)
+    assert code == 0, err
+    assert data["rows"][0]["throughput_per_s"] == pytest.approx(2e3 / data["rows"][0]["median_ms"])  # batch 2
+    before = files(tmp_path)
+    for src, flags, message in [
+        (static, ["--batch", "4"], "was exported for batch 2;"),
+        (dynamic, ["--batch", "16"], "was exported for batch 1:2:8;"),
+        (static, ["--image-size", "32"], "was exported for 16x16 images;"),
+    ]:
+        code, _, err = run(["export", str(src), *flags, "-o", str(tmp_path / "x.pt2")], capsys)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert files(tmp_path) == before
+
+
 # --- build ----------------------------------------------------------------------------------------
 
 
@@ -382,6 +430,23 @@ def test_triton_repository_matches_the_engine(
 # --- inspect and bench ----------------------------------------------------------------------------
 
 
+def test_mish_counts_keep_nn_mish_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """nn.Mish is aten.mish in a .pt2 and in torch-tensorrt's graph: counted, and named apart from
+    torch_mish's op, whose lowering it does not take."""
+    code, result, err = run(
+        ["export", "test_cli:mixed_model", "--image-size", "8", "-o", str(tmp_path / "m.pt2"), "--json"], capsys
+    )
+    assert code == 0, err
+    assert (result["mish_nodes"], result["aten_mish_nodes"]) == (1, 1)
+    assert "1 torch.ops.mish.mish and 1 aten.mish" in err
+    if importlib.util.find_spec("torch_tensorrt") is None:
+        pytest.skip("torch-tensorrt is not installed (the inspect half)")
+    code, data, err = run(["inspect", "test_cli:mixed_model", "--image-size", "8", "--json"], capsys)
+    assert code == 0, err
+    assert data["mish"] == {"count": 1, "lowering": "native"} and data["aten_mish"] == 1
+    assert "Mish: 1 Mish (native) and 1 aten.mish" in err
+
+
 def test_inspect_model_and_engine(trt: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, data, err = run(["inspect", "test_cli:small_model", "--image-size", "16", "--json"], capsys)
     assert code == 0, err
@@ -471,10 +536,16 @@ def bad_inputs(tmp: Path) -> list[tuple[list[str], int, str]]:
             "--optShapes, --maxShapes missing",
         ),
         (["export", "torch.nn:Conv2d", "-o", str(tmp / "o.onnx")], 2, "give a factory that takes no arguments"),
+        (["export", "test_cli:small_model", "--opset", "17", "-o", str(tmp / "o.pt2")], 2, "--opset is for ONNX"),
+        (
+            ["export", "yolov4-tiny", "--weights", str(tmp / "nosuch.weights"), "-o", str(tmp / "o.pt2")],
+            2,
+            "no such file; give the path of the .weights file trained with this cfg",
+        ),
     ]
 
 
-@pytest.mark.parametrize("case", range(15))
+@pytest.mark.parametrize("case", range(17))
 def test_bad_input_message_status_and_no_files(case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv, status, message = bad_inputs(tmp_path)[case]
     before = files(tmp_path)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -205,6 +206,36 @@ def batch_from_args(args: argparse.Namespace) -> tuple[int, int, int]:
     return parse_batch(args.batch or "1")
 
 
+def requested_batch(args: argparse.Namespace) -> tuple[int, int, int] | None:
+    """batch_from_args when --batch or trtexec's shapes were given, else None (the source decides)."""
+    if getattr(args, "batch", None) is None and not any(
+        getattr(args, k, None) for k in ("min_shapes", "opt_shapes", "max_shapes")
+    ):
+        return None
+    return batch_from_args(args)
+
+
+def format_batch(batch: tuple[int, int, int]) -> str:
+    return str(batch[0]) if batch[0] == batch[2] else ":".join(map(str, batch))
+
+
+def resolve_batch(source: Source, requested: tuple[int, int, int] | None, console: Console) -> tuple[int, int, int]:
+    """The batch (min, opt, max) to use: what was asked for, else an exported program's own, else 1.
+    A program only runs the batches it was exported for: asking for others is an input error here,
+    not a guard failure deep inside torch.export."""
+    own = source.batch
+    if requested is None:
+        if own is not None and own != (1, 1, 1):
+            console.info(f"batch {format_batch(own)}: the program's own")
+        return own or (1, 1, 1)
+    if own is not None and (requested[0] < own[0] or requested[2] > own[2]):
+        raise UsageError(
+            f"--batch {format_batch(requested)}: {source.name} was exported for batch {format_batch(own)}; "
+            f"export it again from its source with --batch {format_batch(requested)}"
+        )
+    return requested
+
+
 # --- sources --------------------------------------------------------------------------------------
 
 
@@ -224,10 +255,10 @@ def is_factory(src: str) -> bool:
     return ":" in src and not Path(src).exists() and not src.endswith(MODEL_SUFFIXES + (".onnx",) + ENGINE_SUFFIXES)
 
 
-def check_exists(src: str) -> Path:
+def check_exists(src: str, hint: str = "give an existing path (or module:factory for a Python model)") -> Path:
     path = Path(src)
     if not path.exists():
-        raise UsageError(f"{src}: no such file; give an existing path (or module:factory for a Python model)")
+        raise UsageError(f"{src}: no such file; {hint}")
     if not path.is_file():
         raise UsageError(f"{src}: not a file")
     return path
@@ -275,7 +306,7 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
             raise UsageError(f"{exc} (fix the cfg at that line)") from None
         weights = getattr(args, "weights", None)
         if weights:
-            check_exists(weights)
+            check_exists(weights, "give the path of the .weights file trained with this cfg")
             try:
                 model.load_darknet_weights(weights)
             except WeightsError as exc:
@@ -299,6 +330,12 @@ def load_source(src: str, args: argparse.Namespace, console: Console) -> Source:
         if len(shape) != 4:
             raise UsageError(f"{src}: the input has shape {tuple(shape)}; torch-mish handles NCHW images")
         hw = (_hint(shape[2]), _hint(shape[3]))
+        static_hw = not any(isinstance(d, torch.SymInt) for d in shape[2:])
+        if image and static_hw and image != hw:
+            raise UsageError(
+                f"--image-size {image[0]}x{image[1]}: {src} was exported for {hw[0]}x{hw[1]} images; "
+                f"export it again from its source with --image-size {image[0]}x{image[1]}"
+            )
         batch = _batch_range(program, shape[0])
         return Source(program.module(), "exported_program", str(src), _hint(shape[1]), image or hw, batch)
     raise UsageError(f"{src}: unsupported source; give a darknet .cfg, a .pt2 ExportedProgram or module:factory")
@@ -318,11 +355,11 @@ def _user_inputs(program: Any) -> set[str]:
 
 
 def _batch_range(program: Any, dim: Any) -> tuple[int, int, int] | None:
-    """(min, example, max) of a dynamic batch dimension with finite bounds; None if it is static."""
+    """(min, example, max) of the batch dimension: (n, n, n) if static, None if its range is unbounded."""
     import torch
 
     if not isinstance(dim, torch.SymInt):
-        return None
+        return (int(dim),) * 3
     bounds = program.range_constraints.get(dim.node.expr)
     if bounds is None or not bounds.upper.is_finite:
         return None
@@ -422,13 +459,32 @@ def onnx_tensor_names(model: Any, x: Any) -> dict[str, list[str]]:
     return {"input_names": ["input"], "output_names": [f"output{i}" for i in range(len(outputs))]}
 
 
-def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
-    out = output_path(args.output, (".onnx", ".pt2"))
-    batch = parse_batch(args.batch or "1")
+def check_export_args(args: argparse.Namespace, out: Path) -> None:
+    """Flags that do not fit the output's format, and the ONNX packages an .onnx output needs."""
     if args.plugin and out.suffix != ".onnx":
         raise UsageError("--plugin writes TorchMish nodes into an ONNX file: use -o NAME.onnx")
+    if args.opset is not None and out.suffix != ".onnx":
+        raise UsageError(f"--opset is for ONNX output (-o NAME.onnx), not {out.suffix}")
+    if out.suffix == ".onnx":
+        # The dynamo exporter (opset 18+) needs onnxscript; both exporters' files are read back with onnx.
+        import torch_mish.onnx
+
+        legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
+        needed = ("onnx",) if legacy else ("onnx", "onnxscript")
+        missing = [name for name in needed if importlib.util.find_spec(name) is None]
+        if missing:
+            raise RuntimeError(
+                f"ONNX export needs {' and '.join(missing)}, not installed here: pip install 'torch_mish[onnx]'"
+            )
+
+
+def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
+    out = output_path(args.output, (".onnx", ".pt2"))
+    requested = requested_batch(args)
+    check_export_args(args, out)
     with step_bar(console, ["load", "export"]) as advance:
         source = load_source(args.src, args, console)
+        batch = resolve_batch(source, requested, console)
         dtype = torch_dtype(args.dtype)
         model = source.model.to(dtype)
         x = example_input(source, batch, dtype)
@@ -449,6 +505,8 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(batch))
                 torch.export.save(program, tmp)
                 result["mish_nodes"] = sum(n.target == torch.ops.mish.mish.default for n in program.graph.nodes)
+                aten = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
+                result["aten_mish_nodes"] = sum(n.target in aten for n in program.graph.nodes)
             else:
                 import torch_mish.onnx
 
@@ -487,7 +545,10 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     result["mish_nodes"], result["mish_as"] = counts["Softplus"], "Mul(x, Tanh(Softplus(x)))"
             advance()
     result["bytes"] = out.stat().st_size
-    console.info(f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {result['mish_nodes']} Mish) from {source.name}")
+    mish = f"{result['mish_nodes']} Mish"
+    if result.get("aten_mish_nodes"):  # nn.Mish / F.mish in a .pt2: aten.mish, not torch_mish's op
+        mish = f"{result['mish_nodes']} torch.ops.mish.mish and {result['aten_mish_nodes']} aten.mish"
+    console.info(f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {mish}) from {source.name}")
     return result
 
 
@@ -612,15 +673,13 @@ class Built:
 def build_from_model(
     src: str, args: argparse.Namespace, console: Console, *, engine: bool, advance: Callable[[], None]
 ) -> Built:
-    batch = batch_from_args(args)
+    requested = requested_batch(args)
     precision = precision_of(args)
     mt, trt = import_tensorrt(console)
     import torch_tensorrt
 
     source = load_source(src, args, console)
-    if source.batch and args.batch is None and not getattr(args, "min_shapes", None):
-        batch = source.batch  # as --image-size defaults to the program's size
-        console.info(f"batch {batch[0]}/{batch[1]}/{batch[2]} (min/opt/max): the program's own range")
+    batch = resolve_batch(source, requested, console)  # as --image-size defaults to the program's size
     dtype = torch_dtype(precision)
     model = source.model.to(dtype)
     shape = (source.channels, *source.image_size)
@@ -662,6 +721,7 @@ def build_from_model(
             "fully_converted": coverage.fully_converted,
         },
         "mish": {"count": coverage.mish_ops, "lowering": coverage.lowering},
+        "aten_mish": coverage.aten_mish_ops,  # nn.Mish / F.mish: torch-tensorrt's own decomposition
         "layers": network.network.num_layers,
         "layer_types": network.layer_types(),
         "precision": precision,
@@ -849,14 +909,22 @@ def cmd_build(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     return report
 
 
+def mish_summary(report: dict[str, Any]) -> str:
+    """torch_mish's Mish calls with their lowering, and nn.Mish / F.mish calls apart: the lowering
+    does not apply to those (torch-tensorrt decomposes aten.mish into the same three layers)."""
+    count, aten = report["mish"]["count"], report.get("aten_mish", 0)
+    parts = [f"{count} Mish ({report['mish']['lowering']})"] if count else []
+    parts += [f"{aten} aten.mish (nn.Mish / F.mish, torch-tensorrt's decomposition)"] if aten else []
+    return " and ".join(parts) or "no Mish"
+
+
 def summarize_build(report: dict[str, Any], console: Console) -> None:
     profile = report["profiles"][0] if report["profiles"] else None
     batch = "static"
     if profile:
         s = next(iter(profile.values()))
         batch = f"batch {s['min'][0]}/{s['opt'][0]}/{s['max'][0]} (min/opt/max)"
-    count = report["mish"]["count"]
-    mish = f"{count} Mish ({report['mish']['lowering']})" if count else "no Mish"
+    mish = mish_summary(report)
     console.info(
         f"wrote {report['engine']} ({report['engine_bytes'] / 2**20:.1f} MiB, {report['tensorrt']['module']} "
         f"{report['tensorrt']['version']}, {report['build_seconds']:.1f} s): {report['coverage']['percent']:.0f}% "
@@ -880,7 +948,7 @@ def cmd_inspect(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     console.info(f"{report['source']}: {c['percent']:.1f}% of ops convert, {c['trt_engines']} TensorRT engine(s)")
     if report.get("dry_run_text"):
         console.info(report["dry_run_text"].rstrip())
-    console.info(f"Mish: {report['mish']['count']} ({report['mish']['lowering']})")
+    console.info(f"Mish: {mish_summary(report)}")
     console.info(
         f"network: {report['layers']} layers: " + ", ".join(f"{k} {v}" for k, v in report["layer_types"].items())
     )
@@ -1047,8 +1115,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         )
     if args.src.endswith(".onnx"):
         raise UsageError(f"{args.src}: bench takes a model source (.cfg, .pt2, module:factory)")
-    batch = parse_batch(args.batch or "1")
-    if batch[0] != batch[2]:
+    requested = requested_batch(args)
+    if requested and requested[0] != requested[2]:
         raise UsageError("bench runs one batch size: --batch N")
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -1057,6 +1125,8 @@ def cmd_bench(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     iters = args.iters or (100 if cuda else 5)
     warmup = args.warmup if args.warmup is not None else (10 if cuda else 1)
     source = load_source(args.src, args, console)
+    batch = resolve_batch(source, requested, console)
+    batch = (batch[1],) * 3  # a program's range: bench its example batch
     dtype = torch_dtype(args.dtype)
     model = source.model.to(device=device, dtype=dtype)
     x = example_input(source, batch, dtype).to(device)
@@ -1148,7 +1218,7 @@ def add_common(p: argparse.ArgumentParser) -> None:
 def add_model_args(p: argparse.ArgumentParser, batch_help: str) -> None:
     p.add_argument("--weights", help="darknet .weights for a .cfg source (random weights without it)")
     p.add_argument("--image-size", help="input H or HxW (default: the cfg's [net] size, the .pt2's, else 640)")
-    p.add_argument("--batch", help=batch_help)
+    p.add_argument("--batch", help=f"{batch_help} (default: the .pt2's, else 1)")
 
 
 def add_trt_args(p: argparse.ArgumentParser) -> None:

@@ -140,7 +140,8 @@ class CoverageReport:
     engines: int
     text: str
     lowering: str
-    mish_ops: int
+    mish_ops: int  # torch.ops.mish.mish calls: the ones the lowering decides
+    aten_mish_ops: int = 0  # nn.Mish / F.mish (aten.mish): torch-tensorrt decomposes these itself
     network: BuiltNetwork | None = field(default=None, repr=False)
 
     @property
@@ -151,6 +152,8 @@ class CoverageReport:
     def fully_converted(self) -> bool:
         return self.supported_ops == self.total_ops and self.engines == 1 and self.network is not None
 
+
+ATEN_MISH = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
 
 _REPORT_OPS = re.compile(r"consists of (\d+) Total Operators, of which (\d+) operators are supported")
 
@@ -182,6 +185,7 @@ def dry_run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
         program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
         mish_ops = sum(n.target == torch.ops.mish.mish.default for n in program.graph.nodes)
+        aten_mish_ops = sum(n.target in ATEN_MISH for n in program.graph.nodes)
         # A fresh path: torch-tensorrt will not overwrite an existing report (it keeps the old one).
         fresh = Path(tmp) / "dryrun.txt"
         with _lowering.lowering(chosen), redirect_stdout(StringIO()):  # it also prints the report
@@ -204,6 +208,7 @@ def dry_run(
         text=text,
         lowering=chosen,
         mish_ops=mish_ops,
+        aten_mish_ops=aten_mish_ops,
     )
     if report.supported_ops == report.total_ops and report.engines == 1:
         network_settings = {k: v for k, v in settings.items() if k != "torch_executed_ops"}

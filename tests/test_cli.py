@@ -430,6 +430,22 @@ def test_triton_repository_matches_the_engine(
 # --- inspect and bench ----------------------------------------------------------------------------
 
 
+@needs_onnx
+def test_a_dynamic_programs_onnx_export_keeps_its_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import onnx
+
+    program, out = tmp_path / "dyn.pt2", tmp_path / "dyn.onnx"
+    code, _, err = run(
+        ["export", "test_cli:small_model", "--image-size", "16", "--batch", "1:2:8", "-o", str(program)], capsys
+    )
+    assert code == 0, err
+    code, result, err = run(["export", str(program), "-o", str(out), "--json"], capsys)
+    assert code == 0, err
+    assert [result["batch"][k] for k in ("min", "opt", "max")] == [1, 2, 8]
+    (dim, *_) = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
+    assert dim.dim_param and not dim.dim_value  # a symbolic batch, not 1 or 2
+
+
 def test_mish_counts_keep_nn_mish_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """nn.Mish is aten.mish in a .pt2 and in torch-tensorrt's graph: counted, and named apart from
     torch_mish's op, whose lowering it does not take."""

@@ -502,11 +502,11 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
         }
         with atomic(out) as tmp:
             if out.suffix == ".pt2":
+                from torch_mish.ops import count_mish_nodes
+
                 program = torch.export.export(model, (x,), dynamic_shapes=dynamic_shapes(batch))
                 torch.export.save(program, tmp)
-                result["mish_nodes"] = sum(n.target == torch.ops.mish.mish.default for n in program.graph.nodes)
-                aten = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
-                result["aten_mish_nodes"] = sum(n.target in aten for n in program.graph.nodes)
+                result["mish_nodes"], result["aten_mish_nodes"] = count_mish_nodes(program.graph)
             else:
                 import torch_mish.onnx
 

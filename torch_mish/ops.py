@@ -114,3 +114,11 @@ def _mish_inplace_autograd(x: torch.Tensor) -> None:
 
 
 _lib.impl("mish_", _mish_inplace_autograd, "Autograd")
+
+
+def count_mish_nodes(graph: torch.fx.Graph) -> tuple[int, int]:
+    """(torch.ops.mish.mish calls, aten.mish calls) in an FX graph: torch_mish's op, and nn.Mish /
+    F.mish, which a lowering of torch_mish's op does not reach."""
+    aten = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
+    ours = sum(n.target == torch.ops.mish.mish.default for n in graph.nodes)
+    return ours, sum(n.target in aten for n in graph.nodes)

@@ -31,6 +31,7 @@ import torch_tensorrt
 
 from torch_mish import _compat
 from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
+from torch_mish.ops import count_mish_nodes
 from torch_mish.tensorrt import selection as _lowering
 
 InputSpec = torch.Tensor | torch_tensorrt.Input
@@ -153,8 +154,6 @@ class CoverageReport:
         return self.supported_ops == self.total_ops and self.engines == 1 and self.network is not None
 
 
-ATEN_MISH = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
-
 _REPORT_OPS = re.compile(r"consists of (\d+) Total Operators, of which (\d+) operators are supported")
 
 
@@ -184,8 +183,7 @@ def dry_run(
     with allow_tensorrt_without_gpu(), tempfile.TemporaryDirectory(prefix="torch_mish_dryrun_") as tmp:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
-        mish_ops = sum(n.target == torch.ops.mish.mish.default for n in program.graph.nodes)
-        aten_mish_ops = sum(n.target in ATEN_MISH for n in program.graph.nodes)
+        mish_ops, aten_mish_ops = count_mish_nodes(program.graph)
         # A fresh path: torch-tensorrt will not overwrite an existing report (it keeps the old one).
         fresh = Path(tmp) / "dryrun.txt"
         with _lowering.lowering(chosen), redirect_stdout(StringIO()):  # it also prints the report

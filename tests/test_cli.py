@@ -27,18 +27,6 @@ SIZE = 64
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnxscript") is not None
 
 
-@pytest.mark.parametrize(("missing", "opset"), [("onnxscript", None), ("onnx", "12")])
-def test_onnx_export_without_the_onnx_packages_says_what_to_install(
-    missing: str, opset: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
-    flags = ["--opset", opset] if opset else []
-    code, _, err = run(["export", "test_cli:small_model", *flags, "-o", str(tmp_path / "o.onnx")], capsys)
-    assert code == 1 and f"needs {missing}," in err and "pip install 'torch_mish[onnx]'" in err, err
-    assert files(tmp_path) == set()
-
-
 # onnx, onnxscript and onnxruntime are optional test dependencies
 needs_onnx = pytest.mark.skipif(not HAS_ORT, reason="onnx, onnxscript and onnxruntime are not installed")  # optional
 
@@ -261,15 +249,23 @@ def test_export_pt2_reloads_and_is_a_source(tmp_path: Path, capsys: pytest.Captu
     assert result["input_shape"] == [[3, 16, 16]]
 
 
-def test_a_programs_batch_and_image_size_are_the_defaults(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """small_model exported at 16x16 with a static batch of 2 and with a batch range 1:2:8."""
+    folder = tmp_path_factory.mktemp("programs")
+    paths = {"static": folder / "b2.pt2", "dynamic": folder / "dyn.pt2"}
+    for kind, batch in [("static", "2"), ("dynamic", "1:2:8")]:
+        argv = ["export", "test_cli:small_model", "--image-size", "16", "--batch", batch, "-o", str(paths[kind]), "-q"]
+        assert cli.main(argv) == 0
+    return paths
+
+
+def test_a_programs_batch_and_image_size_are_the_defaults(
+    programs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every command takes a .pt2's batch (static or a range) and image size unless told otherwise, and
     refuses, in one line, a batch or size the program was not exported for."""
-    static, dynamic = tmp_path / "b2.pt2", tmp_path / "dyn.pt2"
-    for out, batch in [(static, "2"), (dynamic, "1:2:8")]:
-        code, _, err = run(
-            ["export", "test_cli:small_model", "--image-size", "16", "--batch", batch, "-o", str(out)], capsys
-        )
-        assert code == 0, err
+    static, dynamic = programs["static"], programs["dynamic"]
     for src, expected in [(static, [2, 2, 2]), (dynamic, [1, 2, 8])]:
         code, result, err = run(["export", str(src), "-o", str(tmp_path / "again.pt2"), "--json"], capsys)
         assert code == 0, err
@@ -287,6 +283,20 @@ def test_a_programs_batch_and_image_size_are_the_defaults(tmp_path: Path, capsys
         code, _, err = run(["export", str(src), *flags, "-o", str(tmp_path / "x.pt2")], capsys)
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert files(tmp_path) == before
+
+
+@needs_onnx
+def test_a_dynamic_programs_onnx_export_keeps_its_range(
+    programs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import onnx
+
+    out = tmp_path / "dyn.onnx"
+    code, result, err = run(["export", str(programs["dynamic"]), "-o", str(out), "--json"], capsys)
+    assert code == 0, err
+    assert [result["batch"][k] for k in ("min", "opt", "max")] == [1, 2, 8]
+    (dim, *_) = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
+    assert dim.dim_param and not dim.dim_value  # a symbolic batch, not 1 or 2
 
 
 # --- build ----------------------------------------------------------------------------------------
@@ -339,15 +349,11 @@ def test_build_tiny_cfg_engine_and_report(
 
 
 def test_build_takes_a_programs_batch_range(
-    trt: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    trt: ModuleType, programs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A .pt2 exported with a dynamic batch builds that range unless --batch says otherwise, as its
     image size is the program's unless --image-size says otherwise."""
-    program = tmp_path / "dyn.pt2"
-    code, _, err = run(
-        ["export", "test_cli:small_model", "--image-size", "16", "--batch", "1:2:8", "-o", str(program)], capsys
-    )
-    assert code == 0, err
+    program = programs["dynamic"]
     for flags, expected in [([], [1, 2, 8]), (["--batch", "4"], [4, 4, 4])]:
         code, data, err = run(["build", str(program), "-o", str(tmp_path / "e.engine"), "--json", *flags], capsys)
         assert code == 0, err
@@ -428,22 +434,6 @@ def test_triton_repository_matches_the_engine(
 
 
 # --- inspect and bench ----------------------------------------------------------------------------
-
-
-@needs_onnx
-def test_a_dynamic_programs_onnx_export_keeps_its_range(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import onnx
-
-    program, out = tmp_path / "dyn.pt2", tmp_path / "dyn.onnx"
-    code, _, err = run(
-        ["export", "test_cli:small_model", "--image-size", "16", "--batch", "1:2:8", "-o", str(program)], capsys
-    )
-    assert code == 0, err
-    code, result, err = run(["export", str(program), "-o", str(out), "--json"], capsys)
-    assert code == 0, err
-    assert [result["batch"][k] for k in ("min", "opt", "max")] == [1, 2, 8]
-    (dim, *_) = onnx.load(out).graph.input[0].type.tensor_type.shape.dim
-    assert dim.dim_param and not dim.dim_value  # a symbolic batch, not 1 or 2
 
 
 def test_mish_counts_keep_nn_mish_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -587,6 +577,18 @@ def test_bench_refuses_bad_counts_and_backends(
         cli.main(["bench", "test_cli:small_model", "--image-size", "16", *flags])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("missing", "opset"), [("onnxscript", None), ("onnx", "12")])
+def test_onnx_export_without_the_onnx_packages_says_what_to_install(
+    missing: str, opset: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
+    flags = ["--opset", opset] if opset else []
+    code, _, err = run(["export", "test_cli:small_model", *flags, "-o", str(tmp_path / "o.onnx")], capsys)
+    assert code == 1 and f"needs {missing}," in err and "pip install 'torch_mish[onnx]'" in err, err
+    assert files(tmp_path) == set()
 
 
 @needs_onnx

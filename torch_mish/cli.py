@@ -459,6 +459,13 @@ def onnx_tensor_names(model: Any, x: Any) -> dict[str, list[str]]:
     return {"input_names": ["input"], "output_names": [f"output{i}" for i in range(len(outputs))]}
 
 
+def uses_torchscript_exporter(args: argparse.Namespace) -> bool:
+    """Below ONNX Mish's opset the TorchScript exporter: torch's dynamo exporter writes 18+."""
+    import torch_mish.onnx
+
+    return args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
+
+
 def check_export_args(args: argparse.Namespace, out: Path) -> None:
     """Flags that do not fit the output's format, and the ONNX packages an .onnx output needs."""
     if args.plugin and out.suffix != ".onnx":
@@ -467,10 +474,7 @@ def check_export_args(args: argparse.Namespace, out: Path) -> None:
         raise UsageError(f"--opset is for ONNX output (-o NAME.onnx), not {out.suffix}")
     if out.suffix == ".onnx":
         # The dynamo exporter (opset 18+) needs onnxscript; both exporters' files are read back with onnx.
-        import torch_mish.onnx
-
-        legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
-        needed = ("onnx",) if legacy else ("onnx", "onnxscript")
+        needed = ("onnx",) if uses_torchscript_exporter(args) else ("onnx", "onnxscript")
         missing = [name for name in needed if importlib.util.find_spec(name) is None]
         if missing:
             raise RuntimeError(
@@ -512,8 +516,7 @@ def cmd_export(args: argparse.Namespace, console: Console) -> dict[str, Any]:
 
                 names = onnx_tensor_names(model, x)
                 kwargs: dict[str, Any] = {"external_data": False, "dynamic_shapes": dynamic_shapes(batch), **names}
-                # Below ONNX Mish's opset the TorchScript exporter: torch's dynamo exporter writes 18+.
-                legacy = args.opset is not None and args.opset < torch_mish.onnx.MISH_OPSET
+                legacy = uses_torchscript_exporter(args)
                 if legacy:
                     if args.plugin:
                         raise UsageError(f"--plugin needs --opset {torch_mish.onnx.MISH_OPSET} or above")

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import copy
+import faulthandler
 import json
 import os
 import re
@@ -546,6 +547,8 @@ def kernel_kind(name: str) -> str:
 
 
 def run_group(spec: dict[str, Any], workdir: Path) -> None:
+    if dump_s := float(os.environ.get("BENCH_STACK_DUMP_S", "0")):
+        faulthandler.dump_traceback_later(dump_s, repeat=True)  # where a long compile spends its time
     g = Group(spec, workdir)
     rows_file = workdir / f"rows.{g.gid}.json"
     try:

@@ -99,23 +99,32 @@ for stage in "$@"; do
       timeout 590 $PY benchmarks/bench_inference.py --profile ${INFERENCE_ARGS:-} > "$OUT/bench_inference.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/inference.* "$OUT/" 2>/dev/null; cp out/inference/profile.*.txt "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/bench_inference.log" | tail -30 ;;
-    max_autotune)  # one detector cell under mode="max-autotune" (default: yolov4-csp fp16 batch 16; set
-      # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH), the three activations one after another on an idle host.
-      # Autotuning outlasts one device call: the Inductor cache (its tuning results, without compiled
-      # binaries) goes back as out/gpu/inductor_cache.tgz; put it at out/inductor_cache.tgz and carry
-      # that path, and the next call resumes where this one stopped.
-      [ -f out/inductor_cache.tgz ] && tar xzf out/inductor_cache.tgz -C out
-      model=${MAX_AUTOTUNE_MODEL:-yolov4-csp} dtype=${MAX_AUTOTUNE_DTYPE:-fp16} batch=${MAX_AUTOTUNE_BATCH:-16}
-      name=inference_max_autotune; [ "$model/$dtype/$batch" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
-      TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 $PY benchmarks/bench_inference.py \
-        --models darknet:$model --paths max-autotune --dtypes $dtype --batches $batch \
-        --max-autotune-dtypes $dtype --max-autotune-batches $batch \
-        --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \
-        --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
-        --timing-reserve-s 60 --out-name $name > "$OUT/bench_max_autotune.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/$name.* "$OUT/" 2>/dev/null
-      tar czf "$OUT/inductor_cache.tgz" --exclude=triton -C out inductor_cache
-      grep -v "^W[0-9]" "$OUT/bench_max_autotune.log" | tail -12 ;;
+    max_autotune)  # detector cells under mode="max-autotune", the three activations of a cell one after
+      # another; MAX_AUTOTUNE_CELLS="model/dtype/batch ..." (default: yolov4-csp/fp16/16, or the one cell
+      # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. Autotuning outlasts
+      # one device call: the Inductor cache stays in out/inductor_cache (a call sent while the machine is
+      # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
+      # which a later call can carry. BENCH_STACK_DUMP_S=N logs each group's Python stacks every N s.
+      [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
+      cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
+      gpu=0; pids=(); names=()
+      for cell in $cells; do
+        IFS=/ read -r model dtype batch <<< "$cell"
+        name=inference_max_autotune; [ "$cell" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
+        CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 \
+          $PY benchmarks/bench_inference.py --models darknet:$model --paths max-autotune --dtypes $dtype \
+          --batches $batch --max-autotune-dtypes $dtype --max-autotune-batches $batch \
+          --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \
+          --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
+          --timing-reserve-s 60 --workdir "out/$name" --out-name $name > "$OUT/$name.log" 2>&1 &
+        pids+=($!); names+=("$name"); gpu=$((gpu + 1))
+      done
+      for i in "${!pids[@]}"; do
+        wait "${pids[$i]}"; status=$((status | $?)); name=${names[$i]}
+        cp benchmarks/results/$name.* "out/$name"/log.*.txt "$OUT/" 2>/dev/null
+        echo "--- $name"; grep -v "^W[0-9]" "$OUT/$name.log" | tail -8
+      done
+      tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache ;;
     demo)
       timeout 220 $PY examples/demo.py --device cuda --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;

@@ -104,7 +104,8 @@ for stage in "$@"; do
       # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. Autotuning outlasts
       # one device call: the Inductor cache stays in out/inductor_cache (a call sent while the machine is
       # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
-      # which a later call can carry. BENCH_STACK_DUMP_S=N logs each group's Python stacks every N s.
+      # which a later call can carry. BENCH_STACK_DUMP_S=N logs each group's Python stacks every N s
+      # (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       gpu=0; pids=(); names=()

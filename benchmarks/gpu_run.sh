@@ -104,28 +104,35 @@ for stage in "$@"; do
       # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. Autotuning outlasts
       # one device call: the Inductor cache stays in out/inductor_cache (a call sent while the machine is
       # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
-      # which a later call can carry. BENCH_STACK_DUMP_S=N logs each group's Python stacks every N s
-      # (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
+      # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it). MAX_AUTOTUNE_PROFILE=1
+      # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
+      # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       gpu=0; pids=(); names=()
       for cell in $cells; do
         IFS=/ read -r model dtype batch <<< "$cell"
         name=inference_max_autotune; [ "$cell" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
+        profile=(); [ "${MAX_AUTOTUNE_PROFILE:-0}" = 1 ] && profile=(--profile --profile-dtypes $dtype --profile-batches $batch)
         CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 \
           $PY benchmarks/bench_inference.py --models darknet:$model --paths max-autotune --dtypes $dtype \
           --batches $batch --max-autotune-dtypes $dtype --max-autotune-batches $batch \
           --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \
           --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
-          --timing-reserve-s 60 --workdir "out/$name" --out-name $name > "$OUT/$name.log" 2>&1 &
+          --timing-reserve-s 60 --workdir "out/$name" --out-name $name "${profile[@]}" > "$OUT/$name.log" 2>&1 &
         pids+=($!); names+=("$name"); gpu=$((gpu + 1))
       done
       for i in "${!pids[@]}"; do
         wait "${pids[$i]}"; status=$((status | $?)); name=${names[$i]}
-        cp benchmarks/results/$name.* "out/$name"/log.*.txt "$OUT/" 2>/dev/null
+        cp benchmarks/results/$name.* "out/$name"/log.*.txt "out/$name"/profile.*.txt "$OUT/" 2>/dev/null
         echo "--- $name"; grep -v "^W[0-9]" "$OUT/$name.log" | tail -8
       done
-      tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache ;;
+      tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache
+      # the device tool returns files of at most 16 MiB: the cache comes back in parts (cat them into
+      # out/inductor_cache.tgz before carrying it)
+      if [ "${MAX_AUTOTUNE_RETURN_CACHE:-0}" = 1 ] && [ -n "$RETURN_DIR" ]; then
+        split -b 15M out/inductor_cache.tgz "$RETURN_DIR/inductor_cache.tgz.part-"
+      fi ;;
     demo)
       timeout 220 $PY examples/demo.py --device cuda --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;

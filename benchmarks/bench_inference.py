@@ -343,6 +343,11 @@ class Group:
         info["retained_bytes"] = allocated(self.device) - before
         self.prepared.append((activation, path, fn, info))
         self.log(f"{activation} {path}: ready in {info['prepare_s']} s, err vs eager {err:.1e}")
+        if path == "max-autotune":  # how the search compiled its choices: in the worker pool or not
+            from torch._dynamo.utils import counters
+
+            tuned = {k: v for k, v in counters["inductor"].items() if k.startswith("select_algorithm")}
+            self.log(f"{activation} {path}: Inductor counters {tuned}")
 
     def compile_all(self) -> None:
         s = self.spec

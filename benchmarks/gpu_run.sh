@@ -109,8 +109,9 @@ for stage in "$@"; do
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
-      gpu=0; pids=(); names=()
+      gpu=0; pids=(); names=(); gpus=$(nvidia-smi -L | wc -l)
       for cell in $cells; do
+        [ $gpu -lt "$gpus" ] || { echo "max_autotune: more cells than the $gpus GPUs, $cell not run"; status=1; break; }
         IFS=/ read -r model dtype batch <<< "$cell"
         name=inference_max_autotune; [ "$cell" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
         profile=(); [ "${MAX_AUTOTUNE_PROFILE:-0}" = 1 ] && profile=(--profile --profile-dtypes $dtype --profile-batches $batch)

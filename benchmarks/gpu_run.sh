@@ -109,13 +109,15 @@ for stage in "$@"; do
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
-      gpu=0; pids=(); names=(); gpus=$(nvidia-smi -L | wc -l)
+      # the GPUs the caller made visible (all by default), one per cell
+      IFS=, read -ra gpu_ids <<< "${CUDA_VISIBLE_DEVICES:-$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd, -)}"
+      gpu=0; pids=(); names=()
       for cell in $cells; do
-        [ $gpu -lt "$gpus" ] || { echo "max_autotune: more cells than the $gpus GPUs, $cell not run"; status=1; break; }
+        [ $gpu -lt ${#gpu_ids[@]} ] || { echo "max_autotune: more cells than the ${#gpu_ids[@]} GPUs, $cell not run"; status=1; break; }
         IFS=/ read -r model dtype batch <<< "$cell"
         name=inference_max_autotune; [ "$cell" != yolov4-csp/fp16/16 ] && name+=_${model}_${dtype}_b$batch
         profile=(); [ "${MAX_AUTOTUNE_PROFILE:-0}" = 1 ] && profile=(--profile --profile-dtypes $dtype --profile-batches $batch)
-        CUDA_VISIBLE_DEVICES=$gpu TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 \
+        CUDA_VISIBLE_DEVICES=${gpu_ids[$gpu]} TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 \
           $PY benchmarks/bench_inference.py --models darknet:$model --paths max-autotune --dtypes $dtype \
           --batches $batch --max-autotune-dtypes $dtype --max-autotune-batches $batch \
           --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \

@@ -386,6 +386,8 @@ class Group:
                 label = f"{act} [{variant}]" if variant else act
                 self._prepare(label, "aoti-python", lambda v=variant: self._aoti(v))
         if "max-autotune" in paths and self.device == "cuda":  # last: the longest compile
+            if os.environ.get("BENCH_AWAIT_COMPILE_POOL") == "1":
+                self.log(await_compile_pool())
             self._prepare(act, "max-autotune", lambda: cudagraphed("max-autotune"))
 
     def _aoti(self, variant: str) -> Callable[[], Any]:
@@ -549,6 +551,24 @@ def kernel_kind(name: str) -> str:
     if re.search(r"xmma|nvjet|cutlass|gemm|cudnn|conv", name, re.IGNORECASE):
         return "conv/GEMM"
     return "activation kernel" if activation else "other"
+
+
+def await_compile_pool() -> str:
+    """Start Inductor's compile worker pool and wait until it answers. The autotuner hands a Triton
+    choice to the pool only if a non-blocking readiness check says yes at that moment; otherwise the
+    choice is compiled later, serially, in this process. Waiting changes compile time, not kernels."""
+    from torch._inductor.async_compile import AsyncCompile
+
+    t0 = time.perf_counter()
+    if hasattr(AsyncCompile, "wait_process_pool_ready"):  # newer torch
+        ready = AsyncCompile.wait_process_pool_ready()
+    else:
+        AsyncCompile.use_process_pool()  # submits the readiness job
+        future = getattr(AsyncCompile, "_ready_future", None)
+        if future is not None:
+            future.result(timeout=120)
+        ready = AsyncCompile.use_process_pool()
+    return f"compile pool ready={ready} after {time.perf_counter() - t0:.1f} s"
 
 
 def run_group(spec: dict[str, Any], workdir: Path) -> None:

@@ -107,6 +107,8 @@ for stage in "$@"; do
       # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it). MAX_AUTOTUNE_PROFILE=1
       # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
+      # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the
+      # autotuner only uses the pool if it is ready when asked; compile time changes, kernels do not).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       # the GPUs the caller made visible (all by default), one per cell

@@ -58,6 +58,9 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
+# Kernels listed per profiled group: enough to pair one activation's kernels with another's (the 12
+# listed before left a LeakyReLU model's second SPP max-pool kernel out).
+PROFILE_KERNELS = 40
 ALL_PATHS = ("eager", "compile", "max-autotune", "cudagraphs", "aoti-python", "aoti-cpp")
 ALL_ACTIVATIONS = ("torch_mish.Mish", "nn.Mish", "composed", "LeakyReLU(0.1)", "SiLU")
 COLUMNS = ("model", "activation", "path", "dtype", "batch", "image_size", "ms_median", "ms_p10", "ms_p90", "peak_gib")
@@ -537,7 +540,7 @@ class Group:
                 kind[0] += e.self_device_time_total / 5 / 1e3
                 kind[1] += e.count // 5
             lines.append("  by kind: " + ", ".join(f"{k} {t:.3f} ms ({n})" for k, (t, n) in sorted(kinds.items())))
-            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:12]:
+            for e in sorted(events, key=lambda e: -e.self_device_time_total)[:PROFILE_KERNELS]:
                 lines.append(f"  {e.self_device_time_total / 5 / 1e3:8.3f} ms  {e.count // 5:4d}x  {e.key[:110]}")
         return "\n".join(lines) + "\n"
 
@@ -942,8 +945,8 @@ def _cell(value: str) -> Any:
 def merge(names: list[str], out_name: str) -> None:
     """One table from several runs' results (results/<name>.csv): a later run's row replaces an earlier
     one of the same (model, activation, path, dtype, batch), unless it only holds an error and the
-    earlier one a time. Column run names each row's source; a name may be an earlier merge's output,
-    whose rows and run headers keep their sources."""
+    earlier one a time; a replaced time is kept in the notes. Column run names each row's source; a
+    name may be an earlier merge's output, whose rows and run headers keep their sources."""
     from common import RESULTS, write_table
 
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
@@ -967,6 +970,12 @@ def merge(names: list[str], out_name: str) -> None:
             earlier = merged.get(key)
             if earlier is not None and r.get("ms_median") is None and earlier.get("ms_median") is not None:
                 continue  # a failed attempt does not hide a measured row
+            if earlier is not None and r.get("ms_median") is not None and earlier.get("ms_median") is not None:
+                # a cell timed twice: the table shows the later time, the notes keep the earlier one
+                notes.append(
+                    f"{' '.join(map(str, key))}: {r['run']}'s {r['ms_median']:.3f} ms replaces "
+                    f"{earlier['run']}'s {earlier['ms_median']:.3f} ms"
+                )
             merged[key] = r
     rows = list(merged.values())
     same = set(counts)  # the runs' --warmup/--iters, where they agree

@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels batchnorm_mish training demo
 #   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
 #   bash benchmarks/gpu_run.sh build max_autotune     (one call of its own; resumable, see the stage)
+#   bash benchmarks/gpu_run.sh build spp_block
 # Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
 # files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
@@ -138,6 +139,10 @@ for stage in "$@"; do
       if [ "${MAX_AUTOTUNE_RETURN_CACHE:-0}" = 1 ] && [ -n "$RETURN_DIR" ]; then
         split -b 15M out/inductor_cache.tgz "$RETURN_DIR/inductor_cache.tgz.part-"
       fi ;;
+    spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (a few minutes)
+      timeout 560 $PY benchmarks/bench_spp_block.py > "$OUT/spp_block.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/spp_block.* "$OUT/" 2>/dev/null
+      grep -v "^W[0-9]" "$OUT/spp_block.log" | tail -14 ;;
     demo)
       timeout 220 $PY examples/demo.py --device cuda --steps 10 --out out/demo_gpu 2>&1 | grep -v "^W[0-9]" > "$OUT/demo.log"
       status=$((status | $?)); tail -14 "$OUT/demo.log" ;;

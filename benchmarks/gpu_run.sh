@@ -109,7 +109,8 @@ for stage in "$@"; do
       # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the
-      # autotuner only uses the pool if it is ready when asked; compile time changes, kernels do not).
+      # autotuner only uses the pool if it is ready when asked; kernels do not change, and the
+      # yolov4x-mish search took 676 s with it against 731 s without: benchmarks/README.md).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       # the GPUs the caller made visible (all by default), one per cell
@@ -135,11 +136,13 @@ for stage in "$@"; do
       done
       tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache
       # the device tool returns files of at most 16 MiB: the cache comes back in parts (cat them into
-      # out/inductor_cache.tgz before carrying it)
+      # out/inductor_cache.tgz before carrying it); the return's total limit cut the two-cell
+      # yolov4x-mish cache (five parts, the last left out), so return one cell's cache at a time
       if [ "${MAX_AUTOTUNE_RETURN_CACHE:-0}" = 1 ] && [ -n "$RETURN_DIR" ]; then
         split -b 15M out/inductor_cache.tgz "$RETURN_DIR/inductor_cache.tgz.part-"
       fi ;;
-    spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (a few minutes)
+    spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (its
+      # max-autotune rows search one 1x1 convolution shape per dtype)
       timeout 560 $PY benchmarks/bench_spp_block.py > "$OUT/spp_block.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/spp_block.* "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/spp_block.log" | tail -14 ;;

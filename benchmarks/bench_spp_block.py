@@ -32,7 +32,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+from bench_fused_activation import DTYPES, graph_time  # noqa: E402 - found through the path above
+
 # An op each Mish's generated code calls once per place it is evaluated (torch_mish's decomposition:
 # one rsqrt; Inductor's aten.mish: one tanh). 1 in the block's code: stored once, then pooled.
 SIGNATURE = {"torch_mish.Mish": "rsqrt", "nn.Mish": "tanh"}
@@ -75,8 +76,6 @@ def evaluations(activation: str, source: str) -> int | None:
 
 def time_ms(fn: Callable[[], object], device: str) -> float:
     if device == "cuda":
-        from bench_fused_activation import graph_time
-
         return graph_time(fn)
     for _ in range(3):
         fn()

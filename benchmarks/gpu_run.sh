@@ -143,7 +143,7 @@ for stage in "$@"; do
       fi ;;
     spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (its
       # max-autotune rows search one 1x1 convolution shape per dtype)
-      timeout 560 $PY benchmarks/bench_spp_block.py > "$OUT/spp_block.log" 2>&1
+      timeout "${SPP_BLOCK_TIMEOUT_S:-560}" $PY benchmarks/bench_spp_block.py > "$OUT/spp_block.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/spp_block.* "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/spp_block.log" | tail -14 ;;
     demo)

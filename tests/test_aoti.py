@@ -124,8 +124,8 @@ def test_import_registers_the_decomposition(setting: str | None) -> None:
     without importing Inductor itself; TORCH_MISH_INDUCTOR_DECOMPOSE=0 keeps the extern kernel."""
     code = (
         "import sys, torch_mish, torch_mish._inductor as mi\n"
-        "assert 'torch._inductor.decomposition' not in sys.modules, 'import torch_mish loaded Inductor'\n"
-        "import torch._inductor.decomposition\n"
+        "assert 'torch._inductor.lowering' not in sys.modules, 'import torch_mish loaded Inductor'\n"
+        "import torch._inductor.lowering\n"
         "print(mi.is_registered())\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "TORCH_MISH_INDUCTOR_DECOMPOSE"}

@@ -166,6 +166,45 @@ def test_compiled_inference_is_the_decomposition(
             assert torch.equal(y[past], x[past]), "mish(x) must be x itself from 20 on"
 
 
+class PooledMish(nn.Module):
+    """A detector's SPP block: one Mish result read by max-pools (every element 25, 81 and 169 times)
+    and by a concatenation. ``pools=False`` is the same convolution and Mish with one consumer."""
+
+    def __init__(self, pools: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 1)
+        self.pools = nn.ModuleList(nn.MaxPool2d(k, 1, k // 2) for k in (13, 9, 5)) if pools else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch_mish.mish(self.conv(x))
+        return y if self.pools is None else torch.cat([*(pool(y) for pool in self.pools), y], 1)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_compiled_mish_with_several_consumers_is_computed_once(
+    device: str, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Mish result with several consumers is stored once: the generated code evaluates Mish (its one
+    rsqrt) in as many places as for a single consumer, where pools inlining it would evaluate it in each."""
+    from torch._inductor.utils import run_and_get_code
+
+    import torch_mish._inductor as mi
+
+    monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)
+    x = torch.randn(2, 8, 12, 12, generator=gen).to(device)
+    evaluations = {}
+    for pools in (False, True):
+        torch.manual_seed(0)
+        model = PooledMish(pools).to(device).eval()
+        torch._dynamo.reset()
+        with torch.no_grad(), mi.lowered(True):
+            y, code = run_and_get_code(torch.compile(model, fullgraph=True), x)
+            torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)  # eager: torch_mish's kernel
+        evaluations[pools] = "\n".join(code).count("rsqrt")
+    assert evaluations[False] > 0, "no rsqrt in the generated code: not the decomposition"
+    assert evaluations[True] == evaluations[False], f"Mish evaluated in {evaluations} places: not stored once"
+
+
 def test_compile_caches_key_on_the_decomposition(
     tmp_path: Path, gen: torch.Generator, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ stays ``+inf`` and NaN stays NaN.
     with mi.lowered(False):  # ... except inside this block (the extern kernel)
         ...
 
-The registration lives in Inductor's own decomposition table, so it applies to every graph compiled
+The registration lives in Inductor's own table of lowerings, so it applies to every graph compiled
 after it in this process (``torch._inductor.aoti_compile_and_package`` included), and a fingerprint of
 it goes into ``torch.compiler.config.cache_key_tag``, so that torch.compile's on-disk caches do not
 serve code compiled from another decomposition. It does not change eager execution, ``torch.export``
@@ -41,10 +41,12 @@ keeps the kernel (and ``torch.compile`` then hands Inductor ``aten.mish``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -92,18 +94,62 @@ def mish_decomposition(x: torch.Tensor) -> torch.Tensor:
     return y.to(x.dtype)
 
 
-def _table() -> dict[object, object]:
-    from torch._inductor import decomposition  # noqa: PLC0415 - Inductor is imported only when asked for
+def _lowerings() -> dict[object, Callable[..., object]]:
+    from torch._inductor import lowering  # noqa: PLC0415 - Inductor is imported only when asked for
 
-    return decomposition.decompositions
+    return lowering.lowerings
 
 
-def _clear_cached_tables() -> None:
-    from torch._inductor import decomposition  # noqa: PLC0415
+@functools.cache
+def _traced_decomposition(
+    decomposition: Callable[[torch.Tensor], torch.Tensor], dtype: torch.dtype
+) -> torch.fx.GraphModule:
+    """The decomposition as a graph of the aten and prims ops Inductor has lowerings for (per dtype:
+    the formula branches on it)."""
+    from torch._inductor.decomposition import select_decomp_table  # noqa: PLC0415
+    from torch._subclasses.fake_tensor import unset_fake_temporarily  # noqa: PLC0415
+    from torch.fx.experimental.proxy_tensor import make_fx  # noqa: PLC0415
 
-    cached = getattr(decomposition, "fast_random_decomps", None)
-    if cached is not None and hasattr(cached, "cache_clear"):
-        cached.cache_clear()  # select_decomp_table() returns a cached copy of the table
+    with unset_fake_temporarily():  # lowering runs under Inductor's fake mode; trace on meta instead
+        return make_fx(decomposition, decomposition_table=select_decomp_table())(
+            torch.empty(1, dtype=dtype, device="meta")
+        )
+
+
+def _lower(x: Any) -> Any:  # noqa: ANN401 - Inductor's TensorBox, not a public type
+    """Inductor lowering of ``torch.ops.mish.mish``: the decomposition's ops, each through Inductor's own
+    lowering, so the result is one pointwise node that fuses into its neighbours as the decomposition
+    would. One difference: with more than one consumer the result is stored. Inductor stores a reused
+    pointwise result only above 30 ops (``realize_opcount_threshold``; this one has 18 in float16, 21
+    in bfloat16), so the max-pools of a detector's SPP block, which read it 25, 81 and 169 times per
+    output element, evaluated Mish once per read under max-autotune: the block took 1.10 ms against
+    0.60 ms stored (H200, float16, benchmarks/results/spp_block.md). Stored once, the consumers that
+    share its loop (a residual add, a concatenation) still fuse with it."""
+    from torch._inductor.virtualized import V  # noqa: PLC0415
+
+    graph = _traced_decomposition(mish_decomposition, x.get_dtype()).graph
+    values: dict[torch.fx.Node, Any] = {}
+    result = None
+    lowerings = _lowerings()
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            values[node] = x
+        elif node.op == "call_function":
+            args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
+            values[node] = lowerings[node.target](*args, **kwargs)
+        elif node.op == "output":
+            result = torch.fx.node.map_arg(node.args[0], values.__getitem__)
+    if isinstance(result, (list, tuple)):
+        (result,) = result
+    current = getattr(V.graph, "current_node", None)
+    if current is not None and len(current.users) > 1:
+        result.realize()
+    return result
+
+
+def _registered() -> Callable[..., object] | None:
+    entry = _lowerings().get(_OP)
+    return entry if getattr(entry, "__wrapped__", entry) is _lower else None
 
 
 # Whether Inductor decomposes the op, now or as soon as Inductor loads (register_by_default defers the
@@ -118,18 +164,20 @@ def decomposes() -> bool:
 
 def is_registered() -> bool:
     """True when Inductor decomposes ``torch.ops.mish.mish`` in this process."""
-    return _table().get(_OP) is mish_decomposition
+    return _registered() is not None
 
 
 _CACHE_TAG_PREFIX = "torch_mish.decomposition="
 
 
 def _fingerprint(decomposition: Callable[[torch.Tensor], torch.Tensor]) -> str:
-    """A short hash of the decomposition's source and the constants it reads."""
-    try:
-        source = inspect.getsource(decomposition)
-    except (OSError, TypeError):  # no source shipped: the name alone (a change then needs a cache wipe)
-        source = f"{decomposition.__module__}.{decomposition.__qualname__}"
+    """A short hash of the decomposition's and the lowering's source and the constants they read."""
+    source = ""
+    for fn in (decomposition, _lower):
+        try:
+            source += inspect.getsource(fn)
+        except (OSError, TypeError):  # no source shipped: the name alone (a change then needs a cache wipe)
+            source += f"{fn.__module__}.{fn.__qualname__}"
     constants = repr((_EXP_CLAMP, _ZERO_BELOW, _LOG2E))
     return hashlib.sha256(f"{source}{constants}".encode()).hexdigest()[:16]
 
@@ -156,8 +204,11 @@ def _tag_compile_caches(decomposition: Callable[[torch.Tensor], torch.Tensor] | 
 def register() -> None:
     """Make Inductor decompose ``torch.ops.mish.mish`` (and so fuse it) in graphs compiled from now on."""
     global _decomposes  # noqa: PLW0603 - a plain global: what Dynamo guards on while tracing functional.mish
-    _table()[_OP] = mish_decomposition
-    _clear_cached_tables()
+    if _registered() is None:
+        from torch._inductor.lowering import register_lowering  # noqa: PLC0415
+
+        _lowerings().pop(_OP, None)  # a fallback Inductor made for the op when it last compiled it
+        register_lowering(_OP, type_promotion_kind=None)(_lower)
     _tag_compile_caches(mish_decomposition)
     _decomposes = True
 
@@ -165,9 +216,8 @@ def register() -> None:
 def unregister() -> None:
     """Back to the extern kernel: Inductor calls torch_mish's kernel for every ``torch.ops.mish.mish``."""
     global _decomposes  # noqa: PLW0603 - a plain global: what Dynamo guards on while tracing functional.mish
-    if _table().get(_OP) is mish_decomposition:
-        del _table()[_OP]
-        _clear_cached_tables()
+    if _registered() is not None:
+        del _lowerings()[_OP]  # Inductor then makes a fallback: a call to the op's kernel
     _tag_compile_caches(None)
     _decomposes = False
 
@@ -183,16 +233,16 @@ def lowered(enabled: bool = True) -> Iterator[None]:
         (register if before else unregister)()
 
 
-_DECOMPOSITION_MODULE = "torch._inductor.decomposition"
+_LOWERING_MODULE = "torch._inductor.lowering"
 
 
 def register_by_default() -> None:
     """Register the decomposition unless ``TORCH_MISH_INDUCTOR_DECOMPOSE=0``: now if Inductor's
-    decomposition table is loaded, else as soon as it loads (importing Inductor takes about a second;
-    a process that never compiles does not pay for it)."""
+    lowerings are loaded, else as soon as they load (importing Inductor takes seconds; a process that
+    never compiles does not pay for it)."""
     if not DECOMPOSE_BY_DEFAULT:
         return
-    if _DECOMPOSITION_MODULE in sys.modules:
+    if _LOWERING_MODULE in sys.modules:
         register()
     else:
-        _compat.after_import(_DECOMPOSITION_MODULE, lambda _module: register())
+        _compat.after_import(_LOWERING_MODULE, lambda _module: register())

@@ -105,7 +105,8 @@ for stage in "$@"; do
       # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. Autotuning outlasts
       # one device call: the Inductor cache stays in out/inductor_cache (a call sent while the machine is
       # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
-      # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it). MAX_AUTOTUNE_PROFILE=1
+      # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it; the default for a one-cell
+      # run, so that a search survives the machine being released between calls). MAX_AUTOTUNE_PROFILE=1
       # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the
@@ -138,7 +139,8 @@ for stage in "$@"; do
       # the device tool returns files of at most 16 MiB: the cache comes back in parts (cat them into
       # out/inductor_cache.tgz before carrying it); the return's total limit cut the two-cell
       # yolov4x-mish cache (five parts, the last left out), so return one cell's cache at a time
-      if [ "${MAX_AUTOTUNE_RETURN_CACHE:-0}" = 1 ] && [ -n "$RETURN_DIR" ]; then
+      return_cache=0; [ ${#names[@]} = 1 ] && return_cache=1
+      if [ "${MAX_AUTOTUNE_RETURN_CACHE:-$return_cache}" = 1 ] && [ -n "$RETURN_DIR" ]; then
         split -b 15M out/inductor_cache.tgz "$RETURN_DIR/inductor_cache.tgz.part-"
       fi ;;
     spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (its

@@ -112,6 +112,8 @@ for stage in "$@"; do
       # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the
       # autotuner only uses the pool if it is ready when asked; kernels do not change, and the
       # yolov4x-mish search took 676 s with it against 731 s without: benchmarks/README.md).
+      # MAX_AUTOTUNE_ACTIVATIONS narrows the groups (nn.Mish's search takes 90-150 s, and under
+      # max-autotune torch_mish has taken 0.64-0.75x of nn.Mish's time, so that ratio is never close).
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       # the GPUs the caller made visible (all by default), one per cell
@@ -125,7 +127,7 @@ for stage in "$@"; do
         CUDA_VISIBLE_DEVICES=${gpu_ids[$gpu]} TORCHINDUCTOR_CACHE_DIR=$PWD/out/inductor_cache timeout 590 \
           $PY benchmarks/bench_inference.py --models darknet:$model --paths max-autotune --dtypes $dtype \
           --batches $batch --max-autotune-dtypes $dtype --max-autotune-batches $batch \
-          --activations "torch_mish.Mish,nn.Mish,LeakyReLU(0.1)" --kernel-batches "" --iters 40 --warmup 10 \
+          --activations "${MAX_AUTOTUNE_ACTIVATIONS:-torch_mish.Mish,nn.Mish,LeakyReLU(0.1)}" --kernel-batches "" --iters 40 --warmup 10 \
           --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
           --timing-reserve-s 60 --workdir "out/$name" --out-name $name "${profile[@]}" > "$OUT/$name.log" 2>&1 &
         pids+=($!); names+=("$name"); gpu=$((gpu + 1))

@@ -6,15 +6,15 @@ every max-pool window?
 
 The block is yolov4x-mish's (darknet cfg): a folded 1x1 convolution with bias, the activation, max-pools
 of 5, 9 and 13 (stride 1) and the concatenation [pool13, pool9, pool5, activation]. Inductor keeps a
-pointwise result unstored when its consumers can inline it; a max-pool then evaluates it once per
-window element (25, 81, 169 times). Whether it stores the result depends on how many buffers the
-pointwise code reads and on ``realize_opcount_threshold`` (ops above which a result with several
-consumers is stored; 30 by default; torch_mish's decomposition counts 18 ops in float16 and 21 in
-bfloat16 on torch 2.14, so the second threshold is 16). Under max-autotune the bias moves into the convolution template,
-the activation reads one buffer, and the detector profiles (results/inference_profile_max_autotune_*)
-show the max-pool kernels carrying the activation. This measures the block per activation, compile
-mode and threshold ("none" = Inductor's default): the time (CUDA events around CUDA-graph replays,
-median) and how many places in the generated code evaluate the activation.
+pointwise result unstored when its consumers can inline it; a max-pool then evaluates it once per window
+element (25, 81, 169 times). Whether it stores the result depends on how many buffers the pointwise code
+reads and on ``realize_opcount_threshold`` (ops above which a result with several consumers is stored;
+30 by default; torch_mish's decomposition counts 18 ops in float16 and 21 in bfloat16 on torch 2.14, so
+the second threshold is 16). Under max-autotune the bias moves into the convolution template, the
+activation reads one buffer, and the detector profiles (results/inference_profile_max_autotune_*) show
+the max-pool kernels carrying the activation. This measures the block per activation, compile mode and
+threshold ("none" = Inductor's default): the time (CUDA events around CUDA-graph replays, median) and
+how many places in the generated code evaluate the activation.
 
 Writes benchmarks/results/spp_block.{csv,md,env.json}.
 """

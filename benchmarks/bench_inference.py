@@ -546,14 +546,17 @@ class Group:
 
 
 def kernel_kind(name: str) -> str:
-    """A profile's kernel by what it does: where two activations' forwards differ, the kind says
-    whether it is the activation's own code."""
-    activation = re.search(r"mish|leaky_relu|silu|softplus|tanh", name, re.IGNORECASE)
+    """A profile's kernel by what it does. Inductor names a Triton kernel after the FX nodes it was
+    built from, which need not include the activation it carries (a convolution template whose
+    epilogue is a realized Mish is `triton_tem_fused_convolution_N`), so Triton kernels are split by
+    kind of kernel, which compares between activations, and only eager kernels by name."""
+    if name.startswith("triton_tem"):
+        return "Triton conv/GEMM template"
     if name.startswith("triton_"):
-        return "Triton with activation" if activation else "Triton other"
+        return "Triton pointwise/reduction"
     if re.search(r"xmma|nvjet|cutlass|gemm|cudnn|conv", name, re.IGNORECASE):
-        return "conv/GEMM"
-    return "activation kernel" if activation else "other"
+        return "cuDNN/cuBLAS conv/GEMM"
+    return "activation kernel" if re.search(r"mish|leaky_relu|silu|softplus|tanh", name, re.IGNORECASE) else "other"
 
 
 def await_compile_pool() -> str:

@@ -1004,6 +1004,15 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
     git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
     env["darknet"] = str(darknet_available())
+    # Inductor/Triton settings from the caller's environment can change what a search picks
+    # (TRITON_PTXAS_PATH, say), so they belong to the result; the cache's location does not.
+    tuning_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k.startswith(("TORCHINDUCTOR_", "TRITON_")) and k != "TORCHINDUCTOR_CACHE_DIR"
+    }
+    if tuning_env:
+        env["inductor_env"] = json.dumps(tuning_env, sort_keys=True)
     env["command"] = shlex.join(sys.argv[1:])
     env["warmup"], env["iters"] = str(args.warmup), str(args.iters)
     return env

@@ -116,6 +116,18 @@ for stage in "$@"; do
       # yolov4x-mish search took 676 s with it against 731 s without: benchmarks/README.md).
       # MAX_AUTOTUNE_ACTIVATIONS narrows the groups (nn.Mish's search takes 90-150 s, and under
       # max-autotune torch_mish has taken 0.64-0.75x of nn.Mish's time, so that ratio is never close).
+      # Inductor's compile workers set TRITON_PTXAS_PATH to the ptxas the torch wheel ships, where it
+      # ships one; the parent keeps Triton's. Two ptxas versions are two Triton cache keys, which
+      # would explain the parent compiling every benchmarked choice again (benchmarks/README.md, not
+      # yet tried). MAX_AUTOTUNE_TORCH_PTXAS=1 gives the parent the workers' ptxas.
+      torch_ptxas=$($PY -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "bin", "ptxas"))')
+      triton_ptxas=$($PY -c 'import os, triton; print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))')
+      for ptxas in "$torch_ptxas" "$triton_ptxas"; do
+        echo "ptxas $ptxas: $([ -x "$ptxas" ] && "$ptxas" --version | tail -1 || echo absent)"
+      done
+      if [ "${MAX_AUTOTUNE_TORCH_PTXAS:-0}" = 1 ]; then
+        [ -x "$torch_ptxas" ] && export TRITON_PTXAS_PATH=$torch_ptxas || echo "max_autotune: no torch ptxas, TRITON_PTXAS_PATH left as is"
+      fi
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       # the GPUs the caller made visible (all by default), one per cell

@@ -120,8 +120,9 @@ for stage in "$@"; do
       # ships one; the parent keeps Triton's. Two ptxas versions are two Triton cache keys, which
       # would explain the parent compiling every benchmarked choice again (benchmarks/README.md, not
       # yet tried). MAX_AUTOTUNE_TORCH_PTXAS=1 gives the parent the workers' ptxas.
-      torch_ptxas=$($PY -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "bin", "ptxas"))')
-      triton_ptxas=$($PY -c 'import os, triton; print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))')
+      { read -r torch_ptxas; read -r triton_ptxas; } < <($PY -c 'import os, torch, triton
+print(os.path.join(os.path.dirname(torch.__file__), "bin", "ptxas"))
+print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))')
       for ptxas in "$torch_ptxas" "$triton_ptxas"; do
         echo "ptxas $ptxas: $([ -x "$ptxas" ] && "$ptxas" --version | tail -1 || echo absent)"
       done

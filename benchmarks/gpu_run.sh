@@ -102,8 +102,8 @@ for stage in "$@"; do
       grep -v "^W[0-9]" "$OUT/bench_inference.log" | tail -30 ;;
     max_autotune)  # detector cells under mode="max-autotune", the three activations of a cell one after
       # another; MAX_AUTOTUNE_CELLS="model/dtype/batch ..." (default: yolov4-csp/fp16/16, or the one cell
-      # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. Autotuning outlasts
-      # one device call: the Inductor cache stays in out/inductor_cache (a call sent while the machine is
+      # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. A search can outlast
+      # one device call (batch 16, or any without the ptxas setting below): the Inductor cache stays in out/inductor_cache (a call sent while the machine is
       # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
       # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it; the default for a one-cell
       # run, so that a search survives the machine being released between calls, which can happen even
@@ -117,16 +117,17 @@ for stage in "$@"; do
       # MAX_AUTOTUNE_ACTIVATIONS narrows the groups (nn.Mish's search takes 90-150 s, and under
       # max-autotune torch_mish has taken 0.64-0.75x of nn.Mish's time, so that ratio is never close).
       # Inductor's compile workers set TRITON_PTXAS_PATH to the ptxas the torch wheel ships, where it
-      # ships one; the parent keeps Triton's. Two ptxas versions are two Triton cache keys, which
-      # would explain the parent compiling every benchmarked choice again (benchmarks/README.md, not
-      # yet tried). MAX_AUTOTUNE_TORCH_PTXAS=1 gives the parent the workers' ptxas.
+      # ships one (torch 2.11+cu130: 13.0); the parent keeps Triton's (12.8). The ptxas version is in
+      # Triton's cache key, so the parent compiled every benchmarked choice again: giving it the
+      # workers' ptxas cut yolov4x-mish fp16 batch 1's benchmarking from 400 s to 9 s
+      # (benchmarks/README.md). On by default; MAX_AUTOTUNE_TORCH_PTXAS=0 leaves Triton's.
       { read -r torch_ptxas; read -r triton_ptxas; } < <($PY -c 'import os, torch, triton
 print(os.path.join(os.path.dirname(torch.__file__), "bin", "ptxas"))
 print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas"))')
       for ptxas in "$torch_ptxas" "$triton_ptxas"; do
         echo "ptxas $ptxas: $([ -x "$ptxas" ] && "$ptxas" --version | tail -1 || echo absent)"
       done
-      if [ "${MAX_AUTOTUNE_TORCH_PTXAS:-0}" = 1 ]; then
+      if [ "${MAX_AUTOTUNE_TORCH_PTXAS:-1}" = 1 ]; then
         [ -x "$torch_ptxas" ] && export TRITON_PTXAS_PATH=$torch_ptxas || echo "max_autotune: no torch ptxas, TRITON_PTXAS_PATH left as is"
       fi
       [ -f out/inductor_cache.tgz ] && [ ! -d out/inductor_cache ] && tar xzf out/inductor_cache.tgz -C out

@@ -103,12 +103,13 @@ for stage in "$@"; do
     max_autotune)  # detector cells under mode="max-autotune", the three activations of a cell one after
       # another; MAX_AUTOTUNE_CELLS="model/dtype/batch ..." (default: yolov4-csp/fp16/16, or the one cell
       # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. A search can outlast
-      # one device call (batch 16, or any without the ptxas setting below): the Inductor cache stays in out/inductor_cache (a call sent while the machine is
-      # still held resumes from it) and is packed, without compiled binaries, as out/inductor_cache.tgz,
-      # which a later call can carry (MAX_AUTOTUNE_RETURN_CACHE=1 returns it; the default for a one-cell
-      # run, so that a search survives the machine being released between calls, which can happen even
-      # between calls sent back to back: carry the last returned cache on every resend; an unpacked
-      # out/inductor_cache on a still-held machine takes precedence). MAX_AUTOTUNE_PROFILE=1
+      # one device call (batch 16, or any without the ptxas setting below): the Inductor cache stays in
+      # out/inductor_cache (a call sent while the machine is still held resumes from it) and is packed,
+      # without compiled binaries, as out/inductor_cache.tgz, which a later call can carry
+      # (MAX_AUTOTUNE_RETURN_CACHE=1 returns it; the default for a one-cell run, so that a search
+      # survives the machine being released between calls, which can happen even between calls sent
+      # back to back: carry the last returned cache on every resend; an unpacked out/inductor_cache on
+      # a still-held machine takes precedence). MAX_AUTOTUNE_PROFILE=1
       # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the

@@ -3,7 +3,7 @@
     python benchmarks/bench_inference.py [--models YOLOv4CSP] [--dtypes fp16,bf16] [--batches 1,16]
         [--paths eager,compile,max-autotune,cudagraphs,aoti-python,aoti-cpp] [--iters 50] [--image-size 640]
 
-Writes benchmarks/results/inference.{csv,md,env.json} and inference.png (--out-name changes the stem).
+Writes benchmarks/results/inference.{csv,md,env.json} and plots/inference.png (--out-name changes the stem).
 
 Models: torch_mish.models.YOLOv4CSP, or darknet cfgs through torch_mish.darknet.Darknet when that
 module exists ("darknet:yolov4-csp", "darknet:yolov4x-mish"). Each model is built once per
@@ -813,9 +813,18 @@ def ratio_lines(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def plot_from_csv(csv_path: Path) -> None:
+def plot_from_csv(out_name: str) -> None:
     """Redraw the plot from a results CSV (any machine): python benchmarks/bench_inference.py --plot-only"""
-    plot(read_rows(csv_path), csv_path.with_suffix(".png"))
+    from common import RESULTS
+
+    plot(read_rows(RESULTS / f"{out_name}.csv"), plot_path(out_name))
+
+
+def plot_path(out_name: str) -> Path:
+    """Where a results table's plot goes: results/plots/<out-name>.png."""
+    from common import RESULTS
+
+    return RESULTS / "plots" / f"{out_name}.png"
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -852,6 +861,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_title(f"{model}, {dtype}, batch {batch}")
     axes[0, 0].legend(fontsize=7, ncol=4)
     fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
 
@@ -890,7 +900,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile-dtypes", default="fp16")
     p.add_argument("--workdir", default=str(ROOT / "out/inference"))
     p.add_argument("--out-name", default="inference")
-    p.add_argument("--plot-only", action="store_true", help="redraw results/<out-name>.png from its CSV")
+    p.add_argument("--plot-only", action="store_true", help="redraw results/plots/<out-name>.png from its CSV")
     p.add_argument("--merge", help="RUN1,RUN2,...: write results/<out-name>.* from those runs' results")
     p.add_argument("--group", help=argparse.SUPPRESS)
     return p
@@ -899,9 +909,7 @@ def make_parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = make_parser().parse_args()
     if args.plot_only:
-        from common import RESULTS
-
-        plot_from_csv(RESULTS / f"{args.out_name}.csv")
+        plot_from_csv(args.out_name)
         return
     if args.group:
         run_group(json.loads(args.group), Path(args.workdir))
@@ -920,7 +928,7 @@ def main() -> None:
     write_table(args.out_name, rows, env, markdown(rows, notes, args))
     env_path = RESULTS / f"{args.out_name}.env.json"  # the notes too, for --merge
     env_path.write_text(json.dumps({**env, "notes": notes}, indent=1))
-    plot(rows, RESULTS / f"{args.out_name}.png")
+    plot(rows, plot_path(args.out_name))
     print("\n".join(ratio_lines(rows)))
     print("\n".join(f"note: {n}" for n in notes[:40]))
 
@@ -986,7 +994,7 @@ def merge(names: list[str], out_name: str) -> None:
     method = argparse.Namespace(warmup=warmup, iters=iters)
     write_table(out_name, rows, header, markdown(rows, notes, method))
     (RESULTS / f"{out_name}.env.json").write_text(json.dumps({**header, "notes": notes}, indent=1))
-    plot(rows, RESULTS / f"{out_name}.png")
+    plot(rows, plot_path(out_name))
     print("\n".join(ratio_lines(rows)))
 
 

@@ -11,8 +11,8 @@ element (25, 81, 169 times). Whether it stores the result depends on how many bu
 reads and on ``realize_opcount_threshold`` (ops above which a result with several consumers is stored;
 30 by default; torch_mish's decomposition counts 18 ops in float16 and 21 in bfloat16 on torch 2.14, so
 the second threshold is 16). Under max-autotune the bias moves into the convolution template, the
-activation reads one buffer, and the detector profiles (results/inference_profile_max_autotune_*) show
-the max-pool kernels carrying the activation. This measures the block per activation, compile mode and
+activation reads one buffer, and the detector profiles (results/profiles/runs/*/inference_max_autotune_*)
+show the max-pool kernels carrying the activation. This measures the block per activation, compile mode and
 threshold ("none" = Inductor's default): the time (CUDA events around CUDA-graph replays, median) and
 how many places in the generated code evaluate the activation.
 

@@ -3,7 +3,7 @@ step time and peak memory, eager and torch.compile, fp32 and bf16 autocast.
 
     python benchmarks/bench_training.py [--batch 16] [--size 512] [--rounds 20] [--modes eager,compile] [--profile]
 
-Writes benchmarks/results/training.{csv,md,env.json} (and training_profile.txt with --profile).
+Writes benchmarks/results/training.{csv,md,env.json} (and profiles/training.txt with --profile).
 
 Method: for each precision and mode, every activation's model is built and warmed up first; then
 the timed steps are interleaved (one step per model per round, rotating the order) so that clock,
@@ -179,9 +179,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also write the eager runs' top CUDA kernels")
     parser.add_argument("--out-name", default="training")
     args = parser.parse_args()
-    args.profile_out = RESULTS / f"{args.out_name}_profile.txt"
+    args.profile_out = RESULTS / "profiles" / f"{args.out_name}.txt"
     if args.profile:
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        args.profile_out.parent.mkdir(parents=True, exist_ok=True)
         args.profile_out.write_text("# Top CUDA kernels per model (torch.profiler)\n")
     torch.backends.cudnn.benchmark = True  # cached per shape: every model gets the same algorithms
     env = environment()

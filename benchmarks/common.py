@@ -5,8 +5,12 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import platform
+import shlex
 import statistics
+import subprocess
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -28,7 +32,18 @@ def environment() -> dict[str, str]:
         "build": json.dumps({k: v for k, v in torch_mish.build_info().items() if k in ("arch_list", "nvcc")}),
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": commit(),
+        "command": shlex.join(["python", *sys.argv]),
     }
+
+
+def commit() -> str:
+    """The checkout's commit (with -dirty for uncommitted changes), so a result names what it measured.
+    A copied checkout can carry older git metadata than its files: TORCH_MISH_BENCH_COMMIT overrides."""
+    git = subprocess.run(
+        ["git", "-C", str(RESULTS.parent), "describe", "--always", "--dirty"], capture_output=True, text=True
+    )
+    return os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
 
 
 def time_cuda(fn: Callable[[int], object], trials: int = 21, min_ms: float = 2.0, max_reps: int = 200) -> float:
@@ -63,8 +78,8 @@ def copy_bandwidth_gbs(nbytes: int = 2 << 30) -> float:
 
 
 def write_table(name: str, rows: Sequence[dict[str, object]], env: dict[str, str], markdown: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / name
+    stem = RESULTS / name  # a name may be a path under results/, e.g. runs/2026-12-01/NAME
+    stem.parent.mkdir(parents=True, exist_ok=True)
     with open(stem.with_suffix(".csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))  # union, in order
         writer.writeheader()

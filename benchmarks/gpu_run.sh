@@ -78,7 +78,7 @@ for stage in "$@"; do
       cp benchmarks/results/batchnorm_mish.* "$OUT/" 2>/dev/null; tail -20 "$OUT/bench_batchnorm_mish.log" ;;
     training)
       timeout 560 $PY benchmarks/bench_training.py --modes eager --profile > "$OUT/bench_training.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/training_profile.txt "$OUT/" 2>/dev/null
+      status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/profiles/training.txt "$OUT/" 2>/dev/null
       tail -11 "$OUT/bench_training.log" ;;
     training_compile_fp32|training_compile_bf16)  # one precision per call: each compile takes ~2 min
       precision=fp32; acts="torch_mish.Mish,nn.Mish"
@@ -98,7 +98,7 @@ for stage in "$@"; do
         > "$OUT/test_aoti.log" 2>&1; status=$((status | $?)); tail -3 "$OUT/test_aoti.log" ;;
     inference)  # whole detectors, every path; INFERENCE_ARGS narrows it (see benchmarks/README.md)
       timeout 590 $PY benchmarks/bench_inference.py --profile ${INFERENCE_ARGS:-} > "$OUT/bench_inference.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/inference.* "$OUT/" 2>/dev/null; cp out/inference/profile.*.txt "$OUT/" 2>/dev/null
+      status=$((status | $?)); cp benchmarks/results/inference.* benchmarks/results/plots/inference.png "$OUT/" 2>/dev/null; cp out/inference/profile.*.txt "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/bench_inference.log" | tail -30 ;;
     max_autotune)  # detector cells under mode="max-autotune", the three activations of a cell one after
       # another; MAX_AUTOTUNE_CELLS="model/dtype/batch ..." (default: yolov4-csp/fp16/16, or the one cell
@@ -135,7 +135,7 @@ print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin"
       cells=${MAX_AUTOTUNE_CELLS:-${MAX_AUTOTUNE_MODEL:-yolov4-csp}/${MAX_AUTOTUNE_DTYPE:-fp16}/${MAX_AUTOTUNE_BATCH:-16}}
       # the GPUs the caller made visible (all by default), one per cell
       IFS=, read -ra gpu_ids <<< "${CUDA_VISIBLE_DEVICES:-$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd, -)}"
-      gpu=0; pids=(); names=()
+      gpu=0; pids=(); names=(); run_dir=runs/$(date -u +%F)  # one search's cells: a dated run, not the published table
       for cell in $cells; do
         [ $gpu -lt ${#gpu_ids[@]} ] || { echo "max_autotune: more cells than the ${#gpu_ids[@]} GPUs, $cell not run"; status=1; break; }
         IFS=/ read -r model dtype batch <<< "$cell"
@@ -146,12 +146,12 @@ print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin"
           --batches $batch --max-autotune-dtypes $dtype --max-autotune-batches $batch \
           --activations "${MAX_AUTOTUNE_ACTIVATIONS:-torch_mish.Mish,nn.Mish,LeakyReLU(0.1)}" --kernel-batches "" --iters 40 --warmup 10 \
           --jobs 1 --compile-threads "${COMPILE_THREADS:-30}" --deadline-s "${MAX_AUTOTUNE_DEADLINE_S:-500}" \
-          --timing-reserve-s 60 --workdir "out/$name" --out-name $name "${profile[@]}" > "$OUT/$name.log" 2>&1 &
+          --timing-reserve-s 60 --workdir "out/$name" --out-name $run_dir/$name "${profile[@]}" > "$OUT/$name.log" 2>&1 &
         pids+=($!); names+=("$name"); gpu=$((gpu + 1))
       done
       for i in "${!pids[@]}"; do
         wait "${pids[$i]}"; status=$((status | $?)); name=${names[$i]}
-        cp benchmarks/results/$name.* "out/$name"/log.*.txt "out/$name"/profile.*.txt "$OUT/" 2>/dev/null
+        cp benchmarks/results/$run_dir/$name.* "out/$name"/log.*.txt "out/$name"/profile.*.txt "$OUT/" 2>/dev/null
         echo "--- $name"; grep -v "^W[0-9]" "$OUT/$name.log" | tail -8
       done
       tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache

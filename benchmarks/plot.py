@@ -1,4 +1,4 @@
-"""Draw benchmarks/results/kernels.png from kernels.csv (runs anywhere; matplotlib needed).
+"""Draw benchmarks/results/plots/kernels.png from kernels.csv (runs anywhere; matplotlib needed).
 
 python benchmarks/plot.py
 """
@@ -56,8 +56,10 @@ def main() -> None:
         f"torch {env['torch']}, {env['date']}"
     )
     fig.tight_layout()
-    fig.savefig(RESULTS / "kernels.png", dpi=90)
-    print(RESULTS / "kernels.png")
+    out = RESULTS / "plots" / "kernels.png"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    print(out)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def test_compile_hands_inductor_aten_mish_with_gradients_and_the_op_without(monk
     """By default one compiled model gets two graphs: where a gradient is needed, aten.mish (Inductor fuses
     its forward and backward and may recompute it in backward instead of saving); under no_grad,
     torch.ops.mish.mish, whose decomposition (torch_mish/_inductor.py) Inductor fuses, faster than its
-    aten.mish code (benchmarks/results/fused_activation_no_offset.md)."""
+    aten.mish code (docs/performance.md)."""
     import torch_mish._inductor as mi
 
     monkeypatch.setattr(torch_mish.functional, "_COMPILE_AS_ATEN", None)  # the default, whatever the env says

@@ -38,7 +38,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 _register_onnx_exporters()  # plain torch.onnx.export writes ONNX Mish for torch.ops.mish.mish
-_register_inductor_decomposition()  # Inductor fuses torch.ops.mish.mish (AOTInductor: 1.3x faster measured)
+_register_inductor_decomposition()  # Inductor fuses torch.ops.mish.mish into neighbouring pointwise code
 
 
 def build_info() -> dict[str, object]:

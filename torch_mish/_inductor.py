@@ -10,12 +10,11 @@ The aten ops are chosen for the code Inductor's Triton backend emits from them, 
 memory roofline only if the arithmetic is short. For float16, bfloat16 and float32 the formula is
 computed in float32 with ``exp2(x * log2 e)`` (Triton's hardware ``ex2``; ``torch.exp`` becomes
 libdevice's accurate ``expf``, several times longer) and ``1 / (N + 2)`` as ``rsqrt(N + 2)^2``
-(the hardware reciprocal square root; Inductor's ``/`` is a division with range checks). On an
-H200 the fused ``mish(conv + bias)`` kernel of YOLOv4-CSP's first layer then runs at 99 % of copy
-bandwidth in float16, against 75 % with ``torch.exp`` and ``/`` and 45 % for Inductor's ``aten.mish``
-(benchmarks/results/fused_activation_no_offset.md; bfloat16 and float32, with the offset for
-subnormals below: fused_activation.md). The error is that of the CUDA kernel's fast float path
-(< 2e-6 relative; tests/test_compile_export.py checks it on the GPU). float64 keeps ``exp`` and ``/``.
+(the hardware reciprocal square root; Inductor's ``/`` is a division with range checks). A fused
+``mish(conv + bias)`` epilogue then runs at the copy bandwidth, where the longer forms (``torch.exp``
+and ``/``, or Inductor's own ``aten.mish``) are bound by their arithmetic. The error is that of the
+CUDA kernel's fast float path (the accuracy contract; tests/test_compile_export.py checks it on the
+GPU). float64 keeps ``exp`` and ``/``.
 
 Special values match the kernel: ``mish(-inf) = 0`` (x is clamped at -1000, where e^x is 0), ``+inf``
 stays ``+inf`` and NaN stays NaN.
@@ -34,7 +33,7 @@ graphs (they keep ``torch.ops.mish.mish``), ONNX or TensorRT.
 ``import torch_mish`` registers it (``register_by_default``), and ``torch.compile`` of inference
 (no gradient) then keeps ``torch.ops.mish.mish`` so that this decomposition is what Inductor fuses
 (torch_mish/functional.py): faster than Inductor's own ``aten.mish`` (tanh and log1p from libdevice)
-and than the extern kernel (benchmarks/results/inference.md). ``TORCH_MISH_INDUCTOR_DECOMPOSE=0``
+and than the extern kernel, which costs a round trip through memory. ``TORCH_MISH_INDUCTOR_DECOMPOSE=0``
 keeps the kernel (and ``torch.compile`` then hands Inductor ``aten.mish``).
 """
 
@@ -122,8 +121,8 @@ def _lower(x: Any) -> Any:  # noqa: ANN401 - Inductor's TensorBox, not a public 
     would. One difference: with more than one consumer the result is stored. Inductor stores a reused
     pointwise result only above 30 ops (``realize_opcount_threshold``; this one has 18 in float16, 21
     in bfloat16), so the max-pools of a detector's SPP block, which read it 25, 81 and 169 times per
-    output element, evaluated Mish once per read under max-autotune: the block took 1.10 ms against
-    0.60 ms stored (H200, float16, benchmarks/results/spp_block.md). Stored once, the consumers that
+    output element, would evaluate Mish once per read (under max-autotune, where the bias moves into
+    the convolution template and the activation reads one buffer). Stored once, the consumers that
     share its loop (a residual add, a concatenation) still fuse with it."""
     from torch._inductor.virtualized import V  # noqa: PLC0415
 

@@ -243,7 +243,12 @@ def read_labels(path: str | Path, classes: int) -> Tensor:
 
 def load_image(path: Path, where: str = "") -> Tensor:
     """(3, H, W) float32 RGB in [0, 1] (darknet's input scale)."""
-    from PIL import Image, UnidentifiedImageError
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise ImportError(
+            "reading images needs Pillow: pip install pillow (or pip install 'torch_mish[train]')"
+        ) from None
 
     try:
         with Image.open(path) as im:

@@ -18,10 +18,12 @@ from torch_mish.darknet.loss import LossOptionError, YoloLoss
 ANCHORS = "4,6, 8,8, 10,16, 16,12, 20,28, 30,22, 28,40, 44,36, 56,60"
 
 
-def tiny_cfg(yolo: str = "", classes: int = 3, mask2: str = "3,4,5", net: str = "") -> str:
-    """Two [yolo] heads (stride 8 and 16) on a 64x64 input, each with the options in ``yolo``."""
+def tiny_cfg(yolo: str = "", classes: int = 3, mask2: str = "3,4,5", net: str = "", yolo2: str | None = None) -> str:
+    """Two [yolo] heads (stride 8 and 16) on a 64x64 input, with the options in ``yolo`` (the
+    second head with ``yolo2`` when given)."""
     filters = 3 * (5 + classes)
     head = f"classes={classes}\nnum=9\nanchors={ANCHORS}\n{yolo}\n"
+    head2 = head if yolo2 is None else f"classes={classes}\nnum=9\nanchors={ANCHORS}\n{yolo2}\n"
     return f"""[net]
 width=64
 height=64
@@ -48,7 +50,7 @@ size=1
 activation=linear
 [yolo]
 mask={mask2}
-{head}
+{head2}
 """
 
 
@@ -163,6 +165,26 @@ def test_random_heads_and_truths(name: str, gen: torch.Generator) -> None:
     model = Darknet(tiny_cfg(OPTION_SETS[name]))
     heads = _heads(model, 3, 64, gen)
     targets = _random_targets(3, 3, gen)
+    check(model, heads, targets, 64)
+
+
+MIXED = [
+    ("ciou_yolov4", "mse_new_coords"),
+    ("giou", "truth_thresh_smooth"),
+    ("counters_per_class", "label_smooth"),
+    ("focal", "iou_kind_giou"),
+    ("max_boxes", "delta_normalizer"),
+    ("truth_thresh", "ciou_csp"),
+    ("iou_kind_ciou", "show_details_0"),
+]
+
+
+@pytest.mark.parametrize(("first", "second"), MIXED)
+def test_heads_with_different_options(first: str, second: str, gen: torch.Generator) -> None:
+    """The heads are computed together: each keeps its own options."""
+    model = Darknet(tiny_cfg(OPTION_SETS[first], yolo2=OPTION_SETS[second]))
+    heads = _heads(model, 3, 64, gen)
+    targets = _random_targets(3, 3, gen, per_image=10)
     check(model, heads, targets, 64)
 
 
@@ -390,3 +412,46 @@ def test_input_size_argument(gen: torch.Generator) -> None:
     a = loss_fn(heads, targets)
     b = loss_fn(heads, targets, input_size=(96, 96))
     torch.testing.assert_close(a, b)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("name", ["ciou_csp", "ciou_yolov4", "mse_new_coords", "truth_thresh", "counters_per_class"])
+def test_cuda_heads_with_cpu_or_cuda_targets(name: str, gen: torch.Generator) -> None:
+    """On a GPU: targets on the CPU (the assignments planned there and copied) or on the device
+    give the same deltas, those of the reference."""
+    model = Darknet(tiny_cfg(OPTION_SETS[name]))
+    heads64 = _heads(model, 3, 64, gen)
+    targets = _random_targets(3, 3, gen, per_image=10)
+    plant(model, heads64, 0, 0, 0, [0.3, 0.3, 0.14, 0.2], 64, jitter=0.01, class_id=1)
+    targets = torch.cat([torch.tensor([[0, 1, 0.3, 0.3, 0.14, 0.2]], dtype=torch.float64), targets])
+    ref, _ = reference_deltas(YoloLoss(model).options, [h.detach().float().double() for h in heads64], targets, 64, 64)
+    grads = {}
+    for where in ("cpu", "cuda"):
+        heads = [h.detach().float().cuda().requires_grad_() for h in heads64]
+        loss = YoloLoss(model)(heads, targets.float().to(where))
+        loss.backward()
+        grads[where] = [h.grad.cpu() for h in heads]
+        for g, d in zip(grads[where], ref, strict=True):
+            torch.testing.assert_close(g.double(), -d, rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads["cpu"], grads["cuda"], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_yolov4_csp_bf16_autocast(gen: torch.Generator) -> None:
+    """yolov4-csp's own heads under bf16 autocast on a GPU: float32 deltas close to the reference
+    on the same (bfloat16) head values, gradients back in bfloat16 into the weights."""
+    model = Darknet(packaged_cfg("yolov4-csp")).cuda().train()
+    x = torch.rand(2, 3, 128, 128, generator=gen).cuda()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        heads = model(x)
+    for h in heads:
+        h.retain_grad()
+    targets = _random_targets(2, 80, gen, per_image=8)
+    loss = YoloLoss(model)(heads, targets.float())
+    loss.backward()
+    ref, _ = reference_deltas(YoloLoss(model).options, [h.detach().double().cpu() for h in heads], targets, 128, 128)
+    for h, d in zip(heads, ref, strict=True):
+        assert h.grad.dtype == torch.bfloat16
+        torch.testing.assert_close(h.grad.double().cpu(), -d, rtol=1e-2, atol=1e-2)
+    assert model.layers[0].conv.weight.grad.abs().sum() > 0

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -208,150 +208,121 @@ class LossParts:
 
 
 # ---------------------------------------------------------------------------------------------
-# box.c, elementwise on tensors of boxes (x, y, w, h: centre and size)
+# box.c on tensors of boxes (..., 4): centre x, y and width, height. Written per axis (x and y as a
+# trailing pair) with darknet's arithmetic, each axis's value computed as darknet computes it.
 
 
-def box_iou(ax: Tensor, ay: Tensor, aw: Tensor, ah: Tensor, bx: Tensor, by: Tensor, bw: Tensor, bh: Tensor) -> Tensor:
+def _sides(box: Tensor) -> tuple[Tensor, Tensor]:
+    """(x - w/2, y - h/2) and (x + w/2, y + h/2)."""
+    c, half = box[..., :2], box[..., 2:] / 2
+    return c - half, c + half
+
+
+def _area(box: Tensor) -> Tensor:
+    return box[..., 2] * box[..., 3]
+
+
+def _intersection(a: Tensor, b: Tensor) -> Tensor:
+    a_lo, a_hi = _sides(a)
+    b_lo, b_hi = _sides(b)
+    overlap = torch.minimum(a_hi, b_hi) - torch.maximum(a_lo, b_lo)
+    return torch.where((overlap < 0).any(-1), 0.0, overlap[..., 0] * overlap[..., 1])
+
+
+def box_iou(a: Tensor, b: Tensor) -> Tensor:
     """box_iou: intersection over union; 0 when the intersection or the union is 0."""
-    ow = torch.minimum(ax + aw / 2, bx + bw / 2) - torch.maximum(ax - aw / 2, bx - bw / 2)
-    oh = torch.minimum(ay + ah / 2, by + bh / 2) - torch.maximum(ay - ah / 2, by - bh / 2)
-    inter = torch.where((ow < 0) | (oh < 0), torch.zeros_like(ow), ow * oh)
-    union = aw * ah + bw * bh - inter
-    ok = (inter != 0) & (union != 0)
-    return torch.where(ok, inter / torch.where(ok, union, torch.ones_like(union)), torch.zeros_like(inter))
+    inter = _intersection(a, b)
+    union = _area(a) + _area(b) - inter
+    return torch.where((inter == 0) | (union == 0), 0.0, inter / union)
 
 
-def _enclosing(ax: Tensor, ay: Tensor, aw: Tensor, ah: Tensor, bx: Tensor, by: Tensor, bw: Tensor, bh: Tensor):
-    top = torch.minimum(ay - ah / 2, by - bh / 2)
-    bot = torch.maximum(ay + ah / 2, by + bh / 2)
-    left = torch.minimum(ax - aw / 2, bx - bw / 2)
-    right = torch.maximum(ax + aw / 2, bx + bw / 2)
-    return right - left, bot - top
+def _enclosing(a: Tensor, b: Tensor) -> Tensor:
+    """box_c's width and height (..., 2)."""
+    a_lo, a_hi = _sides(a)
+    b_lo, b_hi = _sides(b)
+    return torch.maximum(a_hi, b_hi) - torch.minimum(a_lo, b_lo)
 
 
-def box_iou_kind(kind: str, a: tuple[Tensor, ...], b: tuple[Tensor, ...]) -> Tensor:
+def box_iou_kind(kind: str, a: Tensor, b: Tensor) -> Tensor:
     """box_iou_kind(a, b, kind): box_iou, box_giou, box_diou or box_ciou (a is the prediction)."""
-    iou = box_iou(*a, *b)
+    iou = box_iou(a, b)
     if kind == "iou":
         return iou
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    cw, ch = _enclosing(*a, *b)
+    ext = _enclosing(a, b)
     if kind == "giou":
-        c = cw * ch
-        union = aw * ah + bw * bh - _intersection(*a, *b)
-        safe = torch.where(c == 0, torch.ones_like(c), c)
-        return torch.where(c == 0, iou, iou - (c - union) / safe)
-    c = cw * cw + ch * ch
-    safe = torch.where(c == 0, torch.ones_like(c), c)
-    dist = (ax - bx) * (ax - bx) + (ay - by) * (ay - by)
+        c = ext[..., 0] * ext[..., 1]
+        union = _area(a) + _area(b) - _intersection(a, b)
+        return torch.where(c == 0, iou, iou - (c - union) / c)
+    c = (ext * ext).sum(-1)
+    dist = ((a[..., :2] - b[..., :2]) ** 2).sum(-1)
     if kind == "diou":
-        return torch.where(c == 0, iou, iou - torch.pow(dist / safe, 0.6))
+        return torch.where(c == 0, iou, iou - torch.pow(dist / c, 0.6))
     if kind != "ciou":
         raise ValueError(f"unknown IoU kind {kind!r}")
-    dar = torch.atan(bw / bh) - torch.atan(aw / ah)
+    dar = torch.atan(b[..., 2] / b[..., 3]) - torch.atan(a[..., 2] / a[..., 3])
     ar_loss = (4 / (math.pi * math.pi)) * dar * dar
     alpha = ar_loss / (1 - iou + ar_loss + 0.000001)
-    return torch.where(c == 0, iou, iou - (dist / safe + alpha * ar_loss))
+    return torch.where(c == 0, iou, iou - (dist / c + alpha * ar_loss))
 
 
-def _intersection(ax: Tensor, ay: Tensor, aw: Tensor, ah: Tensor, bx: Tensor, by: Tensor, bw: Tensor, bh: Tensor):
-    ow = torch.minimum(ax + aw / 2, bx + bw / 2) - torch.maximum(ax - aw / 2, bx - bw / 2)
-    oh = torch.minimum(ay + ah / 2, by + bh / 2) - torch.maximum(ay - ah / 2, by - bh / 2)
-    return torch.where((ow < 0) | (oh < 0), torch.zeros_like(ow), ow * oh)
+def dx_box_iou(pred: Tensor, truth: Tensor, kind: str) -> Tensor:
+    """dx_box_iou(pred, truth, iou_loss) for (R, 4) boxes: the gradient of the (G/D/C)IoU with
+    respect to the prediction's x, y, w, h as darknet computes it (its ``dt, db, dl, dr`` fields,
+    which hold dx, dy, dw, dh), as (R, 4).
 
-
-def _div(num: Tensor, den: Tensor) -> Tensor:
-    return num / den  # IEEE: x/0 is +-inf, 0/0 NaN; darknet's fix_nan_inf maps both to 0 at the end
-
-
-def dx_box_iou(pred: tuple[Tensor, ...], truth: tuple[Tensor, ...], kind: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """dx_box_iou(pred, truth, iou_loss): the gradient of the (G/D/C)IoU with respect to the
-    prediction's x, y, w, h as darknet computes it (its ``dt, db, dl, dr`` fields, which hold
-    dx, dy, dw, dh)."""
-    px, py, pw, ph = pred
-    tx, ty, tw, th = truth
-    p_top, p_bot, p_left, p_right = py - ph / 2, py + ph / 2, px - pw / 2, px + pw / 2
-    pred_t, pred_b = torch.minimum(p_top, p_bot), torch.maximum(p_top, p_bot)
-    pred_l, pred_r = torch.minimum(p_left, p_right), torch.maximum(p_left, p_right)
-    t_top, t_bot, t_left, t_right = ty - th / 2, ty + th / 2, tx - tw / 2, tx + tw / 2
-    x_area = (pred_b - pred_t) * (pred_r - pred_l)
-    xhat = (t_bot - t_top) * (t_right - t_left)
-    ih = torch.minimum(pred_b, t_bot) - torch.maximum(pred_t, t_top)
-    iw = torch.minimum(pred_r, t_right) - torch.maximum(pred_l, t_left)
-    inter = iw * ih  # not clamped: darknet's I here may be a product of two negative extents
-    union = x_area + xhat - inter
-    s = (px - tx) * (px - tx) + (py - ty) * (py - ty)
-    g_cw = torch.maximum(pred_r, t_right) - torch.minimum(pred_l, t_left)
-    g_ch = torch.maximum(pred_b, t_bot) - torch.minimum(pred_t, t_top)
-    g_c = g_cw * g_ch
-    zero = torch.zeros_like(px)
-
-    dx_t, dx_b = -(pred_r - pred_l), pred_r - pred_l
-    dx_l, dx_r = -(pred_b - pred_t), pred_b - pred_t
-    di_t = torch.where(pred_t > t_top, -iw, zero)
-    di_b = torch.where(pred_b < t_bot, iw, zero)
-    di_l = torch.where(pred_l > t_left, -ih, zero)
-    di_r = torch.where(pred_r < t_right, ih, zero)
-    du_t, du_b, du_l, du_r = dx_t - di_t, dx_b - di_b, dx_l - di_l, dx_r - di_r
-    dc_t = torch.where(pred_t < t_top, -g_cw, zero)
-    dc_b = torch.where(pred_b > t_bot, g_cw, zero)
-    dc_l = torch.where(pred_l < t_left, -g_ch, zero)
-    dc_r = torch.where(pred_r > t_right, g_ch, zero)
-
-    uu = union * union
-    pos = union > 0
-    p_dt = torch.where(pos, _div(union * di_t - inter * du_t, uu), zero)
-    p_db = torch.where(pos, _div(union * di_b - inter * du_b, uu), zero)
-    p_dl = torch.where(pos, _div(union * di_l - inter * du_l, uu), zero)
-    p_dr = torch.where(pos, _div(union * di_r - inter * du_r, uu), zero)
-    # darknet assigns these in sequence: where top >= bottom both become the old p_db
-    p_dt = torch.where(p_top < p_bot, p_dt, p_db)
-    p_dl = torch.where(p_left < p_right, p_dl, p_dr)
-
-    no_overlap = (iw <= 0) | (ih <= 0)
+    darknet writes it per side (t, b, l, r); here the sides are (R, axis, side) with axis x (l, r)
+    and y (t, b), side low (l, t) and high (r, b): ``sign`` is -1 for the low side."""
+    lo0, hi0 = _sides(pred)  # (R, 2): to_tblr, unordered
+    p = torch.stack([torch.minimum(lo0, hi0), torch.maximum(lo0, hi0)], -1)  # (R, axis, side)
+    t_lo, t_hi = _sides(truth)
+    q = torch.stack([t_lo, t_hi], -1)
+    sign = torch.tensor([-1.0, 1.0], dtype=pred.dtype, device=pred.device)
+    ext = p[..., 1] - p[..., 0]  # (R, 2): the prediction's width, height
+    area = ext[:, 0] * ext[:, 1]  # X
+    q_ext = q[..., 1] - q[..., 0]
+    area_hat = q_ext[:, 0] * q_ext[:, 1]  # Xhat
+    i_ext = torch.minimum(p[..., 1], q[..., 1]) - torch.maximum(p[..., 0], q[..., 0])  # Iw, Ih
+    inter = i_ext[:, 0] * i_ext[:, 1]  # not clamped: may be a product of two negative extents
+    union = area + area_hat - inter
+    s = ((pred[:, :2] - truth[:, :2]) ** 2).sum(1)
+    g_ext = torch.maximum(p[..., 1], q[..., 1]) - torch.minimum(p[..., 0], q[..., 0])  # giou_Cw, giou_Ch
+    g_c = g_ext[:, 0] * g_ext[:, 1]
+    # d/d side of X, I and C: the other axis' extent, signed, where the side counts
+    inside = (p - q) * sign < 0  # t: pred_t > truth top, b: pred_b < truth bottom, ...
+    outside = (p - q) * sign > 0  # t: pred_t < truth top, b: pred_b > truth bottom, ...
+    d_x = sign * ext.flip(1)[..., None]
+    d_i = torch.where(inside, sign * i_ext.flip(1)[..., None], 0.0)
+    d_u = d_x - d_i
+    d_c = torch.where(outside, sign * g_ext.flip(1)[..., None], 0.0)
+    u = union[:, None, None]
+    d = torch.where(u > 0, (u * d_i - inter[:, None, None] * d_u) / (u * u), 0.0)
+    # darknet assigns these in sequence: where low >= high both sides take the high side's value
+    ordered = (lo0 < hi0)[..., None]
+    d = torch.stack([torch.where(ordered[..., 0], d[..., 0], d[..., 1]), d[..., 1]], -1)
+    no_overlap = ((i_ext[:, 0] <= 0) | (i_ext[:, 1] <= 0))[:, None]
     if kind == "giou":
-        cc = g_c * g_c
-        g = [_div(g_c * du - union * dc, cc) for du, dc in ((du_t, dc_t), (du_b, dc_b), (du_l, dc_l), (du_r, dc_r))]
-        p = [torch.where(g_c > 0, v + gv, v) for v, gv in zip((p_dt, p_db, p_dl, p_dr), g, strict=True)]
-        p_dt, p_db, p_dl, p_dr = (torch.where(no_overlap, gv, v) for v, gv in zip(p, g, strict=True))
-
-    c_t = torch.minimum(py - ph / 2, ty - th / 2)
-    c_b = torch.maximum(py + ph / 2, ty + th / 2)
-    c_l = torch.minimum(px - pw / 2, tx - tw / 2)
-    c_r = torch.maximum(px + pw / 2, tx + tw / 2)
-    cw, ch = c_r - c_l, c_b - c_t
-    c = cw * cw + ch * ch
-
-    p_dx, p_dy = p_dl + p_dr, p_dt + p_db
-    p_dw, p_dh = p_dr - p_dl, p_db - p_dt
+        gc = g_c[:, None, None]
+        g = (gc * d_u - u * d_c) / (gc * gc)
+        d = torch.where(gc > 0, d + g, d)
+        d = torch.where(no_overlap[..., None], g, d)
+    dxy = d.sum(-1)  # dx = dl + dr, dy = dt + db
+    dwh = d[..., 1] - d[..., 0]  # dw = dr - dl, dh = db - dt
     if kind in ("diou", "ciou"):
-        one = torch.ones_like(px)
-        dct_dy = torch.where(pred_t < t_top, one, zero)
-        dct_dh = torch.where(pred_t < t_top, -0.5 * one, zero)
-        dcb_dy = torch.where(pred_b > t_bot, one, zero)
-        dcb_dh = torch.where(pred_b > t_bot, 0.5 * one, zero)
-        dcl_dx = torch.where(pred_l < t_left, one, zero)
-        dcl_dw = torch.where(pred_l < t_left, -0.5 * one, zero)
-        dcr_dx = torch.where(pred_r > t_right, one, zero)
-        dcr_dw = torch.where(pred_r > t_right, 0.5 * one, zero)
-        dcw_dx, dcw_dw = dcr_dx - dcl_dx, dcr_dw - dcl_dw
-        dch_dy, dch_dh = dcb_dy - dct_dy, dcb_dh - dct_dh
-        # dCw/dy, dCw/dh, dCh/dx, dCh/dw are 0: their products are left out
-        cc = c * c
-        ex = _div(2 * (tx - px) * c - (2 * cw * dcw_dx) * s, cc)
-        ey = _div(2 * (ty - py) * c - (2 * ch * dch_dy) * s, cc)
-        ew = _div((2 * cw * dcw_dw) * s, cc)
-        eh = _div((2 * ch * dch_dh) * s, cc)
+        c_ext = torch.maximum(hi0, t_hi) - torch.minimum(lo0, t_lo)  # Cw, Ch
+        c = (c_ext * c_ext).sum(1)[:, None]
+        dc_dc = outside[..., 1].to(pred.dtype) - outside[..., 0].to(pred.dtype)  # dCw/dx, dCh/dy
+        dc_dwh = 0.5 * outside[..., 1].to(pred.dtype) + 0.5 * outside[..., 0].to(pred.dtype)  # dCw/dw, dCh/dh
+        exy = (2 * (truth[:, :2] - pred[:, :2]) * c - (2 * c_ext * dc_dc) * s[:, None]) / (c * c)
+        ewh = (2 * c_ext * dc_dwh) * s[:, None] / (c * c)
         if kind == "ciou":
-            dar = torch.atan(tw / th) - torch.atan(pw / ph)
+            dar = torch.atan(truth[:, 2] / truth[:, 3]) - torch.atan(pred[:, 2] / pred[:, 3])
             ar_loss = (4 / (math.pi * math.pi)) * dar * dar
-            alpha = ar_loss / (1 - _div(inter, union) + ar_loss + 0.000001)
-            ew = ew + alpha * ((8 / (math.pi * math.pi)) * dar * ph)
-            eh = eh + alpha * ((-8 / (math.pi * math.pi)) * dar * pw)
-        p = [torch.where(c > 0, v + e, v) for v, e in zip((p_dx, p_dy, p_dw, p_dh), (ex, ey, ew, eh), strict=True)]
-        p_dx, p_dy, p_dw, p_dh = (torch.where(no_overlap, e, v) for v, e in zip(p, (ex, ey, ew, eh), strict=True))
-    return p_dx, p_dy, p_dw, p_dh
+            alpha = ar_loss / (1 - inter / union + ar_loss + 0.000001)
+            ar_d = (8 / (math.pi * math.pi)) * dar[:, None] * torch.stack([pred[:, 3], -pred[:, 2]], 1)
+            ewh = ewh + alpha[:, None] * ar_d
+        dxy = torch.where(no_overlap, exy, torch.where(c > 0, dxy + exy, dxy))
+        dwh = torch.where(no_overlap, ewh, torch.where(c > 0, dwh + ewh, dwh))
+    return torch.cat([dxy, dwh], 1)
 
 
 def _fix_nan_inf(x: Tensor) -> Tensor:
@@ -364,29 +335,172 @@ def _fix_nan_inf(x: Tensor) -> Tensor:
 
 @dataclass
 class _Truths:
-    """Valid target rows sorted by image (label order kept), with each row's rank in its image and
-    the rank of the image's first ``cx == 0`` row (the end of its truth list)."""
+    """Valid target rows sorted by image (label order kept), each row's rank in its image, the rank
+    of the image's first ``cx == 0`` row (the end of its truth list), and the largest rank + 1."""
 
     image: Tensor  # (K,) int64
     cls: Tensor  # (K,) int64
     box: Tensor  # (K, 4) compute dtype
     rank: Tensor  # (K,) int64
-    end: Tensor  # (K,) int64: the truth list's end (first cx == 0 rank, or K) for the row's image
+    end: Tensor  # (K,) int64: the end of the row's image's truth list
+    per_image: int  # the most rows of one image
 
 
-class _HeadGradient(torch.autograd.Function):
-    """Hands a precomputed gradient to a head; its forward returns the loss value."""
+class _PerHead:
+    """A per-head option: a Python number when every head has the same value, else a tensor
+    indexed by head. ``at(index)`` gives the number or the values at those heads."""
+
+    def __init__(self, values: Sequence[float | bool], device: torch.device, dtype: torch.dtype) -> None:
+        self.uniform = all(v == values[0] for v in values)
+        self.value = values[0]
+        self.table = None if self.uniform else torch.tensor(values, dtype=dtype, device=device)
+
+    def at(self, index: Tensor) -> Tensor | float | bool:
+        return self.value if self.table is None else self.table[index]
+
+    @property
+    def any(self) -> bool:
+        return bool(self.value) if self.table is None else True
+
+
+def _where(cond: Tensor | bool, a: Tensor | float, b: Tensor | float) -> Tensor | float:
+    if isinstance(cond, bool):
+        return a if cond else b
+    return torch.where(cond, a, b)
+
+
+@dataclass
+class _Setup:
+    """Every head's predictions of an image as one list (head, anchor, row, column order, P of
+    them), with each prediction's constants; per-head options; built once per device, dtype and
+    input size."""
+
+    sizes: list[tuple[int, int, int]]  # (anchors, rows, columns) per head
+    offsets: list[int]
+    count: int  # P
+    gx: Tensor  # (P,) column
+    gy: Tensor
+    lw: Tensor  # (P,) the head's columns
+    lh: Tensor
+    aw: Tensor  # (P,) the anchor's width and height, pixels
+    ah: Tensor
+    head: Tensor  # (P,) int64
+    anchors: Tensor  # (H, T, 2) each head's num anchors (padded with zeros to the largest num)
+    anchor_of: Tensor  # (H, T) int64: the anchor's position in the head's mask (-1: not in it)
+    head_lw: Tensor  # (H,) int64
+    head_lh: Tensor
+    head_offset: Tensor  # (H,) int64
+    opt: dict[str, _PerHead]  # per-head options
+    pred_opt: dict[str, Tensor | float | bool]  # per-prediction options
+    cls_mult: Tensor | None  # (H, C) counters_per_class multipliers (1 where a head has none)
+    cls_factor: Tensor | None  # (H, C) what delta_yolo_class multiplies a fresh class delta by
+    kinds: list[str]  # iou_loss per head
+    thresh_kinds: list[str]  # iou_thresh_kind per head
+
+
+def _setup(opts: list[YoloHeadOptions], sizes: list[tuple[int, int, int]], device: torch.device, dtype: torch.dtype):
+    offsets, parts = [], []
+    total = 0
+    for k, (o, (a, lh, lw)) in enumerate(zip(opts, sizes, strict=True)):
+        offsets.append(total)
+        total += a * lh * lw
+        anchors = torch.tensor([o.anchors[m] for m in o.mask], dtype=dtype).view(a, 1, 1, 2).expand(a, lh, lw, 2)
+        gy, gx = torch.meshgrid(torch.arange(lh, dtype=dtype), torch.arange(lw, dtype=dtype), indexing="ij")
+        parts.append(
+            torch.stack(
+                [
+                    gx.expand(a, lh, lw),
+                    gy.expand(a, lh, lw),
+                    torch.full((a, lh, lw), lw, dtype=dtype),
+                    torch.full((a, lh, lw), lh, dtype=dtype),
+                    anchors[..., 0],
+                    anchors[..., 1],
+                    torch.full((a, lh, lw), k, dtype=dtype),
+                ],
+                -1,
+            ).reshape(-1, 7)
+        )
+    table = torch.cat(parts).to(device)
+    gx, gy, lw_p, lh_p, aw, ah, head = table.unbind(1)
+    head = head.long()
+    most = max(len(o.anchors) for o in opts)
+    anchors = torch.zeros(len(opts), most, 2, dtype=dtype)
+    anchor_of = torch.full((len(opts), most), -1, dtype=torch.long)
+    for k, o in enumerate(opts):
+        anchors[k, : len(o.anchors)] = torch.tensor(o.anchors, dtype=dtype)
+        anchor_of[k, : len(o.anchors)] = torch.tensor(_mask_positions(o.mask, len(o.anchors)))
+
+    def per_head(name: str, kind: torch.dtype) -> _PerHead:
+        return _PerHead([getattr(o, name) for o in opts], device, kind)
+
+    names = [
+        "scale_x_y", "ignore_thresh", "truth_thresh", "iou_thresh", "iou_normalizer", "obj_normalizer",
+        "delta_normalizer", "max_delta", "label_smooth_eps", "max_boxes",
+    ]  # fmt: skip
+    opt = {name: per_head(name, dtype) for name in names}
+    opt["max_boxes"] = per_head("max_boxes", torch.long)
+    for name in ("new_coords", "objectness_smooth", "focal_loss"):
+        opt[name] = per_head(name, torch.bool)
+    pred_opt = {name: opt[name].at(head) for name in ("scale_x_y", "ignore_thresh", "truth_thresh", "obj_normalizer")}
+    for name in ("new_coords", "objectness_smooth", "delta_normalizer", "max_boxes"):
+        pred_opt[name] = opt[name].at(head)
+    for name, value in pred_opt.items():
+        if isinstance(value, Tensor) and value.dim() == 1 and name not in ("max_boxes",):
+            pred_opt[name] = value[:, None] if name == "delta_normalizer" else value
+    cls_mult = cls_factor = None
+    if any(o.class_multipliers is not None for o in opts):
+        classes = opts[0].classes
+        ones = (1.0,) * classes
+        cls_mult = torch.tensor([o.class_multipliers or ones for o in opts], dtype=dtype, device=device)
+        cls_factor = torch.tensor(
+            [[m * o.cls_normalizer for m in o.class_multipliers] if o.class_multipliers else ones for o in opts],
+            dtype=dtype,
+            device=device,
+        )
+    return _Setup(
+        sizes=sizes,
+        offsets=offsets,
+        count=total,
+        gx=gx,
+        gy=gy,
+        lw=lw_p,
+        lh=lh_p,
+        aw=aw,
+        ah=ah,
+        head=head,
+        anchors=anchors.to(device),
+        anchor_of=anchor_of.to(device),
+        head_lw=torch.tensor([s[2] for s in sizes], device=device),
+        head_lh=torch.tensor([s[1] for s in sizes], device=device),
+        head_offset=torch.tensor(offsets, device=device),
+        opt=opt,
+        pred_opt=pred_opt,
+        cls_mult=cls_mult,
+        cls_factor=cls_factor,
+        kinds=[o.iou_loss for o in opts],
+        thresh_kinds=[o.iou_thresh_kind for o in opts],
+    )
+
+
+class _Gradients(torch.autograd.Function):
+    """Hands precomputed gradients to the heads; its forward returns the loss value."""
 
     @staticmethod
-    def forward(ctx, head: Tensor, grad: Tensor, value: Tensor) -> Tensor:  # noqa: ARG004
+    def forward(ctx, value: Tensor, grad: Tensor, offsets: list[int], *heads: Tensor) -> Tensor:  # noqa: ARG004
         ctx.save_for_backward(grad)
-        ctx.dtype = head.dtype
+        ctx.offsets = offsets
+        ctx.shapes = [h.shape for h in heads]
+        ctx.dtypes = [h.dtype for h in heads]
         return value.clone()
 
     @staticmethod
-    def backward(ctx, out_grad: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx, out_grad: Tensor) -> tuple[Tensor | None, ...]:
         (grad,) = ctx.saved_tensors
-        return (grad * out_grad).to(ctx.dtype), None, None
+        grads = []
+        for off, shape, dtype in zip(ctx.offsets, ctx.shapes, ctx.dtypes, strict=True):
+            size = shape[1] * shape[2] * shape[3]
+            grads.append((grad[:, off : off + size] * out_grad).to(dtype).view(shape))
+        return None, None, None, *grads
 
 
 class YoloLoss(nn.Module):
@@ -398,6 +512,10 @@ class YoloLoss(nn.Module):
     model's strides. Returns the loss value (float32; float64 for float64 heads); the gradient
     reaching head ``h`` is ``-delta_normalizer * delta_h``. After each call :attr:`parts` holds the
     terms (:class:`LossParts`) and :attr:`deltas` darknet's delta per head.
+
+    All heads are computed together in one pass (their predictions concatenated), so that a call
+    costs a few hundred small operations and three host synchronizations whatever the number of
+    heads, truths or cells.
     """
 
     def __init__(self, model: Darknet) -> None:
@@ -410,12 +528,18 @@ class YoloLoss(nn.Module):
             if value is not None and _number(f"{model.source}: [net]", key, value, False) != 0:
                 raise LossOptionError(f"{model.source}: [net] {key}={value}: rejecting deltas is not implemented")
         self.options = [YoloHeadOptions.from_layer(y) for y in yolos]
+        if len({o.classes for o in self.options}) != 1:
+            raise LossOptionError(
+                f"{model.source}: the [yolo] layers have different classes= "
+                f"({', '.join(str(o.classes) for o in self.options)}); YoloLoss needs one number of classes"
+            )
         self.strides: list[tuple[float, float]] = []
         for yolo in yolos:
             _, h, w = model.shapes[yolo.index]
             self.strides.append((model.height / h, model.width / w))
         self.parts: LossParts | None = None
         self.deltas: list[Tensor] = []
+        self._setups: dict[tuple, _Setup] = {}
 
     def extra_repr(self) -> str:
         return ", ".join(f"layer {o.layer}: {o.iou_loss}" for o in self.options)
@@ -425,32 +549,57 @@ class YoloLoss(nn.Module):
         n = heads[0].shape[0]
         net_h, net_w = self._input_size(heads, input_size)
         dtype = torch.promote_types(heads[0].dtype, torch.float32)
-        truths = _prepare_targets(targets, n, min(o.classes for o in self.options), heads[0].device, dtype)
-        total = None
-        per_head, costs, counts, deltas = [], [], [], []
-        for head, opts in zip(heads, self.options, strict=True):
-            delta, cost, count = _head_delta(head.detach().to(dtype), truths, opts, net_h, net_w)
-            sq = delta * delta
-            terms = (sq[..., :4].sum(), sq[..., 4].sum(), sq[..., 5:].sum())
-            value = terms[0] + terms[1] + terms[2]
-            if head.requires_grad:
-                grad = delta * (-opts.delta_normalizer) if opts.delta_normalizer != 1 else -delta
-                value = _HeadGradient.apply(head, grad, value)
-            total = value if total is None else total + value
-            per_head.append(terms)
-            costs.append(cost)
-            counts.append(count)
-            deltas.append(delta)
-        self.deltas = deltas
-        self.parts = LossParts(
-            box=sum(t[0] for t in per_head),
-            objectness=sum(t[1] for t in per_head),
-            classes=sum(t[2] for t in per_head),
-            per_head=per_head,
-            darknet_cost=costs,
-            assignments=counts,
+        device = heads[0].device
+        sizes = [(h.shape[1], h.shape[2], h.shape[3]) for h in heads]
+        truths = _prepare_targets(targets, n, self.options[0].classes, device, dtype)
+        plan = _plan(truths, self._setup(truths.box.device, dtype, sizes), n, net_h, net_w).to(device)
+        setup = self._setup(device, dtype, sizes)
+        t = torch.cat([h.detach().reshape(n, -1, h.shape[-1]) for h in heads], 1).to(dtype)
+        delta, stats = _delta(t, plan, setup, net_h, net_w)
+        sq = (delta * delta).sum(0)
+        terms = torch.stack([sq[:, :4].sum(1), sq[:, 4], sq[:, 5:].sum(1)])  # (3, P)
+        per_head = torch.zeros(3, len(heads), dtype=dtype, device=device).index_add_(1, setup.head, terms)
+        value = per_head.sum()
+        if any(h.requires_grad for h in heads):
+            dn = setup.pred_opt["delta_normalizer"]
+            grad = -delta if isinstance(dn, float) and dn == 1 else delta * (-dn)
+            value = _Gradients.apply(value, grad, setup.offsets, *heads)
+        opts = setup.opt
+        obj_norm = (
+            opts["obj_normalizer"].table if opts["obj_normalizer"].table is not None else opts["obj_normalizer"].value
         )
-        return total
+        iou_norm = (
+            opts["iou_normalizer"].table if opts["iou_normalizer"].table is not None else opts["iou_normalizer"].value
+        )
+        count, iou_loss = stats
+        details = torch.tensor(
+            [o.iou_loss != "mse" and o.show_details for o in self.options], device=device, dtype=torch.bool
+        )
+        cost = torch.where(
+            details,
+            iou_norm * (iou_loss / count.clamp(min=1)) + obj_norm * (per_head[1] + per_head[2]),
+            per_head.sum(0),
+        )
+        self.deltas = [
+            delta[:, off : off + a * lh * lw].view(n, a, lh, lw, -1)
+            for off, (a, lh, lw) in zip(setup.offsets, sizes, strict=True)
+        ]
+        self.parts = LossParts(
+            box=per_head[0].sum(),
+            objectness=per_head[1].sum(),
+            classes=per_head[2].sum(),
+            per_head=[tuple(per_head[:, k]) for k in range(len(heads))],
+            darknet_cost=list(cost),
+            assignments=list(count),
+        )
+        return value
+
+    def _setup(self, device: torch.device, dtype: torch.dtype, sizes: list[tuple[int, int, int]]) -> _Setup:
+        key = (device, dtype, tuple(sizes))
+        setup = self._setups.get(key)
+        if setup is None:
+            setup = self._setups[key] = _setup(self.options, sizes, device, dtype)
+        return setup
 
     def _check_heads(self, heads: Sequence[Tensor]) -> list[Tensor]:
         if isinstance(heads, Tensor) or not isinstance(heads, (list, tuple)):
@@ -470,10 +619,10 @@ class YoloLoss(nn.Module):
                 raise ValueError(f"heads[{k}] (layer {opts.layer}) has shape {tuple(head.shape)}, expected {want}")
             if not head.is_floating_point():
                 raise TypeError(f"heads[{k}] (layer {opts.layer}) is {head.dtype}, expected a floating tensor")
-            if n is not None and (head.shape[0] != n or head.device != heads[0].device):
+            if n is not None and (head.shape[0] != n or head.device != heads[0].device or head.dtype != heads[0].dtype):
                 raise ValueError(
-                    f"heads[{k}] (layer {opts.layer}): batch {head.shape[0]} on {head.device}, "
-                    f"heads[0]: batch {n} on {heads[0].device}; all heads come from one forward pass"
+                    f"heads[{k}] (layer {opts.layer}): batch {head.shape[0]} {head.dtype} on {head.device}, "
+                    f"heads[0]: batch {n} {heads[0].dtype} on {heads[0].device}; all heads come from one forward pass"
                 )
             n = head.shape[0]
         return heads
@@ -495,6 +644,7 @@ class YoloLoss(nn.Module):
 
 
 def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device, dtype: torch.dtype) -> _Truths:
+    """Check and sort the targets where they are (the CPU, or the heads' device)."""
     if not isinstance(targets, Tensor):
         raise TypeError(
             f"targets must be a tensor (M, 6): image index, class, cx, cy, w, h; got {type(targets).__name__}"
@@ -505,8 +655,9 @@ def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device
         )
     if not targets.is_floating_point():
         raise TypeError(f"targets must be a floating tensor (M, 6), got {targets.dtype}; use targets.float()")
-    if targets.device != device:
-        raise ValueError(f"targets are on {targets.device}, the heads on {device}; move them with targets.to(...)")
+    if targets.device != device and targets.device.type != "cpu":
+        raise ValueError(f"targets are on {targets.device}, the heads on {device}; give them on the CPU or on {device}")
+    device = targets.device
     t = targets.detach().to(dtype)
     img, cls, x, y, w, h = t.unbind(1)
     problems = (
@@ -516,8 +667,16 @@ def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device
         ((x < 0) | (x >= 1) | (y < 0) | (y >= 1), "has a centre (cx, cy) outside [0, 1)"),
         ((w <= 0) | (w > 1) | (h <= 0) | (h > 1), "has a size (w, h) outside (0, 1]"),
     )
-    bad = torch.stack([p for p, _ in problems]) if t.shape[0] else None
-    if bad is not None and bool(bad.any()):
+    k = t.shape[0]
+    if not k:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return _Truths(empty, empty, t[:, 2:6], empty, empty, 0)
+    img_l = torch.where(problems[1][0], torch.zeros_like(img), img).long()  # valid indices for bincount
+    counts = torch.bincount(img_l, minlength=n)
+    bad = torch.stack([p for p, _ in problems]).any(1)
+    # one synchronization: the checks and the most rows of one image
+    checks = torch.cat([bad.long(), counts.max()[None]]).tolist()
+    if any(checks[:-1]):
         for mask, what in problems:
             rows = mask.nonzero()
             if rows.numel():
@@ -527,100 +686,207 @@ def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device
                     f"targets row {r} ({row}) {what}; rows are image index, class, cx, cy, w, h "
                     f"({rows.numel()} bad row(s))"
                 )
-    order = torch.sort(img, stable=True).indices
+    order = torch.sort(img_l, stable=True).indices
     t = t[order]
-    img = t[:, 0].long()
-    k = t.shape[0]
-    pos = torch.arange(k, device=device)
-    start = torch.zeros(n, dtype=torch.long, device=device)
-    counts = torch.bincount(img, minlength=n)
-    start[1:] = torch.cumsum(counts, 0)[:-1]
-    rank = pos - start[img]
-    first_zero = torch.full((n,), k, dtype=torch.long, device=device)
+    img = img_l[order]
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(k, device=device) - start[img]
     zero_rank = torch.where(t[:, 2] == 0, rank, torch.full_like(rank, k))
-    first_zero = first_zero.scatter_reduce(0, img, zero_rank, "amin")
-    return _Truths(img, t[:, 1].long(), t[:, 2:6].contiguous(), rank, first_zero[img])
+    first_zero = torch.full((n,), k, dtype=torch.long, device=device).scatter_reduce(0, img, zero_rank, "amin")
+    return _Truths(img, t[:, 1].long(), t[:, 2:6].contiguous(), rank, first_zero[img], int(checks[-1]))
 
 
-def _class_write(current: Tensor, out_cls: Tensor, cls: Tensor, opts: YoloHeadOptions) -> Tensor:
+@dataclass
+class _Plan:
+    """What depends on the targets only, computed where they are: the truths, padded per image
+    for step 1, and step 2's (truth, anchor) assignments, grouped by cell in darknet's order
+    within a cell, with the rounds of writes (one assignment per cell per round)."""
+
+    truths: _Truths
+    padded: Tensor  # (N, per_image, 4)
+    listed: Tensor  # (N,) the length of each image's truth list
+    head: Tensor  # (R,) per assignment: head, truth (index into truths), anchor (of the head's num)
+    truth: Tensor
+    anchor: Tensor
+    cell: Tensor  # (R,) image * P + the head's offset + prediction
+    ti: Tensor  # (R,) the cell's column and row
+    tj: Tensor
+    rounds: Tensor  # (R,) assignment indices, round after round
+    round_sizes: list[int]
+    counts: Tensor  # (H,) assignments per head
+    average: Tensor  # cells step 3 looks at (assignments of heads with iou_thresh < 1)
+
+    def to(self, device: torch.device) -> _Plan:
+        """Copy to ``device`` in two transfers from pinned memory, without waiting for the device."""
+        if self.padded.device == device:
+            return self
+        tr = self.truths
+        ints = [tr.image, tr.cls, tr.rank, tr.end, self.listed, self.head, self.truth, self.anchor, self.cell]
+        ints += [self.ti, self.tj, self.rounds, self.counts, self.average]
+        floats = [tr.box.reshape(-1), self.padded.reshape(-1)]
+        pinned = torch.cuda.is_available() and device.type == "cuda"
+
+        def move(parts: list[Tensor]) -> list[Tensor]:
+            flat = torch.cat(parts)
+            flat = (flat.pin_memory() if pinned else flat).to(device, non_blocking=pinned)
+            return list(flat.split([t.numel() for t in parts]))
+
+        i, f = move(ints), move(floats)
+        truths = _Truths(i[0], i[1], f[0].view(tr.box.shape), i[2], i[3], tr.per_image)
+        return _Plan(
+            truths, f[1].view(self.padded.shape), i[4], i[5], i[6], i[7], i[8], i[9], i[10], i[11], self.round_sizes,
+            i[12], i[13],
+        )  # fmt: skip
+
+
+def _plan(truths: _Truths, s: _Setup, n: int, net_h: int, net_w: int) -> _Plan:
+    """Step 2's assignments: each truth to its best anchor of all ``num`` (shape IoU), and with
+    iou_thresh < 1 to the other anchors of the head's mask whose shape IoU (iou_thresh_kind) is
+    above it; only heads whose mask holds the anchor. ``s`` is the setup on the truths' device."""
+    heads, p = len(s.sizes), s.count
+    dev, dtype = truths.box.device, truths.box.dtype
+    listed = truths.rank < truths.end
+    padded = torch.zeros(n, truths.per_image, 4, dtype=dtype, device=dev)
+    padded[truths.image[listed], truths.rank[listed]] = truths.box[listed]
+    count = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, truths.image, listed.long())
+    empty = torch.zeros(0, dtype=torch.long, device=dev)
+    none = _Plan(truths, padded, count, *(empty,) * 7, [], torch.zeros(heads, dtype=torch.long, device=dev), empty)
+    k_total = truths.image.shape[0]
+    if not k_total:
+        return none
+    tbox = truths.box
+    # each head's anchor shapes against each truth's, as boxes centred at 0: (H, K, T)
+    net = torch.tensor([net_w, net_h], dtype=dtype, device=dev)
+    anchor_box = torch.cat([torch.zeros_like(s.anchors), s.anchors / net], -1)[:, None]  # (H, 1, T, 4)
+    truth_box = torch.cat([torch.zeros_like(tbox[:, :2]), tbox[:, 2:]], 1)[None, :, None]  # (1, K, 1, 4)
+    best_n = box_iou(anchor_box, truth_box).argmax(2)  # the first of equal IoUs, as darknet's strict '>'
+    in_mask = (s.anchor_of >= 0)[:, None, :]
+    is_best = torch.arange(s.anchors.shape[1], device=dev) == best_n[..., None]
+    match = in_mask & is_best
+    thr = s.opt["iou_thresh"]
+    if not thr.uniform or thr.value < 1:
+        kinds = sorted(set(s.thresh_kinds))
+        kind_iou = box_iou_kind(kinds[0], anchor_box, truth_box)
+        for kind in kinds[1:]:  # heads with another iou_thresh_kind
+            uses = torch.tensor([k == kind for k in s.thresh_kinds], device=dev)[:, None, None]
+            kind_iou = torch.where(uses, box_iou_kind(kind, anchor_box, truth_box), kind_iou)
+        extra = in_mask & ~is_best & (kind_iou > (thr.value if thr.table is None else thr.table[:, None, None]))
+        match = match | (extra if thr.uniform else extra & (thr.table < 1)[:, None, None])
+    limit = s.opt["max_boxes"]
+    kept = listed[None] & (truths.rank[None] < (limit.value if limit.table is None else limit.table[:, None]))
+    mh, mk, mn = (match & kept[..., None]).nonzero(as_tuple=True)  # head, truth, anchor
+    if not mh.numel():
+        return none
+    # darknet's order within a head and image: truths in label order, for each its best anchor
+    # first, then the others in anchor order
+    order = (mh * k_total + mk) * (s.anchors.shape[1] + 1) + torch.where(is_best[mh, mk, mn], 0, mn + 1)
+    by_order = torch.argsort(order)
+    mh, mk, mn = mh[by_order], mk[by_order], mn[by_order]
+    lw, lh = s.head_lw[mh], s.head_lh[mh]
+    ti = (tbox[mk, 0] * lw.to(dtype)).long()  # (int)(truth.x * l.w)
+    tj = (tbox[mk, 1] * lh.to(dtype)).long()
+    cell = truths.image[mk] * p + s.head_offset[mh] + (s.anchor_of[mh, mn] * lh + tj) * lw + ti
+    by_cell = torch.sort(cell, stable=True).indices  # grouped per cell, in that order within a cell
+    mh, mk, mn, cell, ti, tj = (v[by_cell] for v in (mh, mk, mn, cell, ti, tj))
+    pos = torch.arange(cell.shape[0], device=dev)
+    first = torch.ones_like(cell, dtype=torch.bool)
+    first[1:] = cell[1:] != cell[:-1]
+    round_of = pos - torch.cummax(torch.where(first, pos, 0), 0).values
+    rounds = torch.sort(round_of, stable=True).indices
+    average = cell[first]
+    if not thr.uniform:
+        average = average[thr.table[mh[first]] < 1]
+    elif thr.value >= 1:
+        average = empty
+    return _Plan(
+        truths, padded, count, mh, mk, mn, cell, ti, tj, rounds, torch.bincount(round_of).tolist(),
+        torch.bincount(mh, minlength=heads), average,
+    )  # fmt: skip
+
+
+def _class_write(current: Tensor, out_cls: Tensor, cls: Tensor, head: Tensor, s: _Setup) -> Tensor:
     """delta_yolo_class on rows of class deltas (R, C): ``current`` the deltas before the call,
-    ``out_cls`` the class scores, ``cls`` (R,) the truth's class. Returns the rows after it."""
+    ``out_cls`` the class scores, ``cls`` (R,) the truth's class, ``head`` (R,) its head. Returns
+    the rows after it."""
     r = torch.arange(cls.shape[0], device=cls.device)
-    eps = opts.label_smooth_eps
-    y_pos = 1.0 * (1 - eps) + 0.5 * eps if eps else 1.0
-    y_neg = 0.0 * (1 - eps) + 0.5 * eps if eps else 0.0
-    mult = None
-    if opts.class_multipliers is not None:
-        mult = torch.tensor(opts.class_multipliers, dtype=current.dtype, device=current.device)[cls]
+    eps = s.opt["label_smooth_eps"].at(head)  # with eps = 0 these are exactly 1 and 0
+    y_pos = 1.0 * (1 - eps) + 0.5 * eps
+    y_neg = 0.0 * (1 - eps) + 0.5 * eps
     cur_c = current[r, cls]
     o_c = out_cls[r, cls]
     # the truth's class already has a delta: only that entry is rewritten
     v = y_pos - o_c
     single = torch.where(torch.isfinite(v), v, cur_c)
-    if mult is not None:
-        single = single * mult
+    if s.cls_mult is not None:
+        single = single * s.cls_mult[head, cls]
     rows_a = current.clone()
     rows_a[r, cls] = single
     # otherwise every class is (re)written
     onehot = torch.zeros_like(current)
     onehot[r, cls] = 1
-    if opts.focal_loss:
+    if isinstance(eps, Tensor):
+        y_pos, y_neg = y_pos[:, None], y_neg[:, None]
+    y = onehot * (y_pos - y_neg) + y_neg
+    vb = y - out_cls
+    rows_b = torch.where(torch.isfinite(vb), vb, current)
+    if s.cls_factor is not None:
+        rows_b[r, cls] = rows_b[r, cls] * s.cls_factor[head, cls]
+    focal = s.opt["focal_loss"].at(head)
+    if focal is not False:
         pt = o_c + 0.000000000000001
         grad = -(1 - pt) * (2 * pt * torch.log(pt) + pt - 1)
-        rows_b = (onehot - out_cls) * (0.5 * grad)[:, None]
-    else:
-        y = onehot * (y_pos - y_neg) + y_neg if eps else onehot
-        vb = y - out_cls
-        rows_b = torch.where(torch.isfinite(vb), vb, current)
-        if mult is not None:
-            rows_b[r, cls] = rows_b[r, cls] * (mult * opts.cls_normalizer)
+        rows_f = (onehot - out_cls) * (0.5 * grad)[:, None]
+        rows_b = _where(focal if isinstance(focal, bool) else focal[:, None], rows_f, rows_b)
     return torch.where((cur_c != 0)[:, None], rows_a, rows_b)
 
 
 def _box_delta(
-    pred: tuple[Tensor, ...],
-    out_xy: tuple[Tensor, Tensor],
-    raw_wh: tuple[Tensor, Tensor],
+    pred: Tensor,
+    out_xy: Tensor,
+    raw_wh: Tensor,
     truth: Tensor,
     anchor: Tensor,
     i: Tensor,
     j: Tensor,
-    lw: int,
-    lh: int,
+    lw: Tensor,
+    lh: Tensor,
     net_w: int,
     net_h: int,
     norm: Tensor,
-    opts: YoloHeadOptions,
+    new_coords: Tensor | bool,
+    max_delta: Tensor | float,
+    kind: str,
 ) -> Tensor:
-    """delta_yolo_box's contribution (R, 4) for R (prediction, truth) pairs; ``norm`` is
-    iou_normalizer times the class multiplier (R,)."""
+    """delta_yolo_box's contribution (R, 4) for R (prediction, truth) pairs of one iou_loss kind:
+    ``pred``/``truth`` (R, 4) boxes, ``out_xy`` (R, 2) the outputs x, y, ``raw_wh`` (R, 2) w, h;
+    ``norm`` is iou_normalizer times the class multiplier."""
     tx, ty, tw, th = truth.unbind(1)
     aw, ah = anchor.unbind(1)
-    if opts.iou_loss == "mse":
+    if kind == "mse":
         scale = 2 - tw * th
         gx = tx * lw - i
         gy = ty * lh - j
-        if opts.new_coords:
-            gw = torch.sqrt(tw * net_w / (4 * aw))
-            gh = torch.sqrt(th * net_h / (4 * ah))
+        if new_coords is True:
+            gw, gh = torch.sqrt(tw * net_w / (4 * aw)), torch.sqrt(th * net_h / (4 * ah))
+        elif new_coords is False:
+            gw, gh = torch.log(tw * net_w / aw), torch.log(th * net_h / ah)
         else:
-            gw = torch.log(tw * net_w / aw)
-            gh = torch.log(th * net_h / ah)
-        targets = (gx, gy, gw, gh)
-        outs = (*out_xy, *raw_wh)
-        return torch.stack([scale * (g - o) * norm for g, o in zip(targets, outs, strict=True)], 1)
-    px, py, pw, ph = pred
-    pw = torch.where(pw == 0, torch.ones_like(pw), pw)  # darknet: "avoid nan in dx_box_iou"
-    ph = torch.where(ph == 0, torch.ones_like(ph), ph)
-    dx, dy, dw, dh = dx_box_iou((px, py, pw, ph), (tx, ty, tw, th), opts.iou_loss)
-    if not opts.new_coords:
-        dw = dw * torch.exp(raw_wh[0])
-        dh = dh * torch.exp(raw_wh[1])
-    d = torch.stack([dx, dy, dw, dh], 1) * norm[:, None]
-    d = _fix_nan_inf(d)
-    if opts.max_delta != _FLT_MAX:
-        d = d.clamp(-opts.max_delta, opts.max_delta)
-    return d
+            gw = torch.where(new_coords, torch.sqrt(tw * net_w / (4 * aw)), torch.log(tw * net_w / aw))
+            gh = torch.where(new_coords, torch.sqrt(th * net_h / (4 * ah)), torch.log(th * net_h / ah))
+        target = torch.stack([gx, gy, gw, gh], 1)
+        return scale[:, None] * (target - torch.cat([out_xy, raw_wh], 1)) * norm[:, None]
+    wh = pred[:, 2:]
+    pred = torch.cat([pred[:, :2], torch.where(wh == 0, 1.0, wh)], 1)  # darknet: "avoid nan in dx_box_iou"
+    d = dx_box_iou(pred, truth, kind)
+    if new_coords is False:  # predict exponential: the gradient of exp(t) for w, h only
+        d = torch.cat([d[:, :2], d[:, 2:] * torch.exp(raw_wh)], 1)
+    elif new_coords is not True:
+        d = torch.cat([d[:, :2], d[:, 2:] * torch.where(new_coords[:, None], 1.0, torch.exp(raw_wh))], 1)
+    d = _fix_nan_inf(d * norm[:, None])
+    if isinstance(max_delta, Tensor):
+        md = max_delta[:, None]
+        return torch.minimum(torch.maximum(d, -md), md)
+    return d.clamp(-max_delta, max_delta) if max_delta != _FLT_MAX else d
 
 
 def _mask_positions(mask: tuple[int, ...], total: int) -> list[int]:
@@ -632,228 +898,239 @@ def _mask_positions(mask: tuple[int, ...], total: int) -> list[int]:
     return positions
 
 
+def _boxes_by_kind(head: Tensor, kinds: list[str], compute: Callable[[str, Tensor | None], Tensor]) -> Tensor:
+    """compute(kind, rows) for each iou_loss kind present among ``head``'s heads, into one (R, 4)."""
+    if len(set(kinds)) == 1:
+        return compute(kinds[0], None)
+    out = None
+    for kind in sorted(set(kinds)):
+        heads = torch.tensor([k == kind for k in kinds], device=head.device)
+        rows = heads[head].nonzero().squeeze(1)
+        part = compute(kind, rows)
+        out = torch.zeros(head.shape[0], 4, dtype=part.dtype, device=head.device) if out is None else out
+        out[rows] = part
+    assert out is not None
+    return out
+
+
 @dataclass
 class _Decoded:
-    """One head's outputs as darknet's forward_yolo_layer sees them, and its predicted boxes."""
+    """The heads' outputs as darknet's forward_yolo_layer sees them, flattened (N, P)."""
 
-    out_xy: Tensor  # (N, A, H, W, 2) activated and scaled x, y
-    raw_w: Tensor  # (N, A, H, W) w, h entries (never activated)
-    raw_h: Tensor
-    out_obj: Tensor  # (N, A, H, W)
-    out_cls: Tensor  # (N, A, H, W, C)
-    pred: tuple[Tensor, Tensor, Tensor, Tensor]  # x, y, w, h relative to the input
-    anchors: Tensor  # (total, 2) all anchors, pixels
-    mult: Tensor | None  # class multipliers (C,)
+    raw: Tensor  # (N, P, 5 + C) the input of the yolo layer
+    out_xy: Tensor  # (N, P, 2) activated and scaled x, y
+    out_obj: Tensor  # (N, P)
+    out_cls: Tensor  # (N, P, C)
+    pred: Tensor  # (N, P, 4) x, y, w, h relative to the input
 
-    def at(self, cells: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
-        """(pred box, output x/y, raw w/h) at flat cell indices."""
-        pred = tuple(p.reshape(-1)[cells] for p in self.pred)
-        oxy = (self.out_xy[..., 0].reshape(-1)[cells], self.out_xy[..., 1].reshape(-1)[cells])
-        return pred, oxy, (self.raw_w.reshape(-1)[cells], self.raw_h.reshape(-1)[cells])
+    def at(self, cells: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(pred box, output x/y, raw w/h) at flat (image * P + prediction) indices."""
+        return (
+            self.pred.reshape(-1, 4)[cells],
+            self.out_xy.reshape(-1, 2)[cells],
+            self.raw[..., 2:4].reshape(-1, 2)[cells],
+        )
 
 
-def _decode(t: Tensor, opts: YoloHeadOptions, net_h: int, net_w: int) -> _Decoded:
-    n, a, lh, lw, _ = t.shape
-    dev, dtype = t.device, t.dtype
-    s = opts.scale_x_y
-    # forward_yolo_layer's activation of its input (the head convolution's output)
-    if opts.new_coords:
-        out_xy = t[..., :2] * s - 0.5 * (s - 1)
-        out_obj, out_cls = t[..., 4], t[..., 5:]
+def _decode(t: Tensor, s: _Setup, net_h: int, net_w: int) -> _Decoded:
+    o = s.pred_opt
+    nc = o["new_coords"]
+    # forward_yolo_layer's activation: logistic on x, y, objectness and classes unless new_coords
+    if nc is True:
+        out = t
+    elif nc is False:
+        out = torch.sigmoid(t)
     else:
-        out_xy = torch.sigmoid(t[..., :2]) * s - 0.5 * (s - 1)
-        out_obj, out_cls = torch.sigmoid(t[..., 4]), torch.sigmoid(t[..., 5:])
+        out = torch.where(nc[:, None], t, torch.sigmoid(t))
+    sxy = o["scale_x_y"]
+    sxy = sxy[:, None] if isinstance(sxy, Tensor) else sxy
+    out_xy = out[..., :2] * sxy - 0.5 * (sxy - 1)
     raw_w, raw_h = t[..., 2], t[..., 3]
-    all_anchors = torch.tensor(opts.anchors, dtype=dtype, device=dev)
-    anchors = all_anchors[torch.tensor(opts.mask, dtype=torch.long, device=dev)]
-    aw, ah = anchors[:, 0].view(1, a, 1, 1), anchors[:, 1].view(1, a, 1, 1)
-    px = (torch.arange(lw, device=dev, dtype=dtype).view(1, 1, 1, lw) + out_xy[..., 0]) / lw
-    py = (torch.arange(lh, device=dev, dtype=dtype).view(1, 1, lh, 1) + out_xy[..., 1]) / lh
-    if opts.new_coords:
-        pw = raw_w * raw_w * 4 * aw / net_w
-        ph = raw_h * raw_h * 4 * ah / net_h
+    px = (s.gx + out_xy[..., 0]) / s.lw
+    py = (s.gy + out_xy[..., 1]) / s.lh
+    if nc is True:
+        pw, ph = raw_w * raw_w * 4 * s.aw / net_w, raw_h * raw_h * 4 * s.ah / net_h
+    elif nc is False:
+        pw, ph = torch.exp(raw_w) * s.aw / net_w, torch.exp(raw_h) * s.ah / net_h
     else:
-        pw = torch.exp(raw_w) * aw / net_w
-        ph = torch.exp(raw_h) * ah / net_h
-    mult = None if opts.class_multipliers is None else torch.tensor(opts.class_multipliers, dtype=dtype, device=dev)
-    return _Decoded(out_xy, raw_w, raw_h, out_obj, out_cls, (px, py, pw, ph), all_anchors, mult)
+        pw = torch.where(nc, raw_w * raw_w * 4 * s.aw / net_w, torch.exp(raw_w) * s.aw / net_w)
+        ph = torch.where(nc, raw_h * raw_h * 4 * s.ah / net_h, torch.exp(raw_h) * s.ah / net_h)
+    return _Decoded(t, out_xy, out[..., 4], out[..., 5:], torch.stack([px, py, pw, ph], -1))
 
 
-def _best_truths(d: _Decoded, truths: _Truths, keep: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Per prediction, the best IoU with a truth of its image and that truth's rank (step 1)."""
-    timg, trank, tbox = truths.image[keep], truths.rank[keep], truths.box[keep]
-    px, py, pw, ph = d.pred
-    best_iou = torch.zeros_like(px)
-    best_t = torch.zeros(px.shape, dtype=torch.long, device=px.device)
-    tmax = int(trank.max()) + 1 if trank.numel() else 0
+def _best_truths(d: _Decoded, plan: _Plan, s: _Setup) -> tuple[Tensor, Tensor]:
+    """Step 1: per prediction, the best IoU with a truth of its image's list and that truth's rank."""
+    n, p, _ = d.pred.shape
+    dev, dtype = d.pred.device, d.pred.dtype
+    best_iou = torch.zeros(n, p, dtype=dtype, device=dev)
+    best_t = torch.zeros(n, p, dtype=torch.long, device=dev)
+    tmax = plan.truths.per_image
     if not tmax:
         return best_iou, best_t
-    padded = torch.zeros(n, tmax, 4, dtype=px.dtype, device=px.device)
-    padded[timg, trank] = tbox
-    valid = torch.zeros(n, tmax, dtype=torch.bool, device=px.device)
-    valid[timg, trank] = True
-    chunk = max(1, (1 << 24) // px[0].numel())  # bounds the (N, A, H, W, chunk) IoU tensor
+    limit = plan.listed.view(n, 1, 1)
+    most = s.pred_opt["max_boxes"]
+    if isinstance(most, Tensor):
+        limit = torch.minimum(limit, most.view(1, 1, p))
+    elif most < tmax:
+        limit = limit.clamp(max=most)
+    chunk = max(1, (1 << 24) // (n * p))  # bounds the (N, chunk, P) IoU tensor
     for c0 in range(0, tmax, chunk):  # in truth order: a later chunk wins only with a larger IoU
-        tb = padded[:, c0 : c0 + chunk]
-        shape = (n, 1, 1, 1, tb.shape[1])
-        iou = box_iou(
-            px[..., None], py[..., None], pw[..., None], ph[..., None], *(tb[..., q].view(shape) for q in range(4))
-        )
-        iou = torch.where(valid[:, c0 : c0 + chunk].view(shape), iou, torch.zeros_like(iou))
-        idx = iou.argmax(-1)  # the first of equal IoUs, as darknet's strict '>'
-        m = iou.gather(-1, idx[..., None]).squeeze(-1)
+        tb = plan.padded[:, c0 : c0 + chunk, None]  # (N, c, 1, 4)
+        iou = box_iou(d.pred[:, None], tb)  # (N, c, P)
+        index = torch.arange(c0, c0 + tb.shape[1], device=dev).view(1, -1, 1)
+        iou = torch.where(index < limit, iou, 0.0)
+        idx = iou.argmax(1)  # the first of equal IoUs, as darknet's strict '>'
+        m = iou.gather(1, idx[:, None]).squeeze(1)
         better = m > best_iou
         best_iou = torch.where(better, m, best_iou)
         best_t = torch.where(better, idx + c0, best_t)
     return best_iou, best_t
 
 
-def _objectness(d: _Decoded, best_iou: Tensor, opts: YoloHeadOptions) -> Tensor:
-    """Step 1's objectness delta of every prediction."""
-    on, o = opts.obj_normalizer, d.out_obj
-    best_match = torch.where((d.out_cls > 0.25).any(-1), best_iou, torch.zeros_like(best_iou))
-    d_obj = on * (0 - o)
-    ignored = best_match > opts.ignore_thresh
-    if opts.objectness_smooth:
-        smooth = on * (best_match - o)
-        d_obj = torch.where(ignored & (smooth > d_obj), smooth, d_obj)
+def _objectness(d: _Decoded, best_iou: Tensor, s: _Setup) -> Tensor:
+    """Step 1's objectness delta of every prediction (before truth_thresh)."""
+    o = s.pred_opt
+    on, out_obj = o["obj_normalizer"], d.out_obj
+    best_match = torch.where((d.out_cls > 0.25).any(-1), best_iou, 0.0)
+    d_obj = on * (0 - out_obj)
+    ignored = best_match > o["ignore_thresh"]
+    smooth = o["objectness_smooth"]
+    if smooth is not False:  # the larger of the two
+        raised = ignored & (on * (best_match - out_obj) > d_obj)
+        d_obj = torch.where(raised if smooth is True else raised & smooth, on * (best_match - out_obj), d_obj)
+    if smooth is not True:
+        d_obj = torch.where(ignored if smooth is False else ignored & ~smooth, 0.0, d_obj)
+    return d_obj
+
+
+def _delta(t: Tensor, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """darknet's delta for every head at once: ``t`` (N, P, 5 + C) the heads' outputs (the yolo
+    layers' inputs). Returns the delta and, per head, the number of (truth, anchor) assignments
+    and the sum of 1 - IoU (1 - GIoU for giou) over them."""
+    n, p, _ = t.shape
+    d = _decode(t, s, net_h, net_w)
+    best_iou, best_t = _best_truths(d, plan, s)
+    d_obj = _objectness(d, best_iou, s)
+    delta = torch.zeros_like(t)
+    flat = delta.view(n * p, -1)
+    touched = []
+    if not s.opt["truth_thresh"].uniform or s.opt["truth_thresh"].value < 1:
+        o = s.pred_opt
+        on, smooth = o["obj_normalizer"], o["objectness_smooth"]
+        over = best_iou > o["truth_thresh"]
+        positive = _where(smooth, on * (best_iou * best_iou - d.out_obj), on * (1 - d.out_obj))
+        d_obj = torch.where(over, positive, d_obj)
+        delta[..., 4] = d_obj
+        touched.append(_truth_thresh_positives(flat, d, over, best_iou, best_t, plan.truths, s, net_h, net_w))
     else:
-        d_obj = torch.where(ignored, torch.zeros_like(d_obj), d_obj)
-    over = best_iou > opts.truth_thresh
-    positive = on * (best_iou * best_iou - o) if opts.objectness_smooth else on * (1 - o)
-    return torch.where(over, positive, d_obj)
+        delta[..., 4] = d_obj
+    iou_loss = _assign_truths(flat, d, plan, s, net_h, net_w)
+
+    # step 3: a cell's box deltas divided by its number of positive class deltas
+    thr = s.opt["iou_thresh"]
+    cells = plan.average
+    if touched and touched[0].numel() and (not thr.uniform or thr.value < 1):  # truth_thresh's cells too
+        extra = touched[0] if thr.uniform else touched[0][thr.at(s.head[touched[0] % p]) < 1]
+        cells = torch.unique(torch.cat([cells, extra]))
+    if cells.numel():
+        rows = flat[cells]
+        positives = (rows[:, 5:] > 0).sum(1)
+        divide = (rows[:, 4] != 0) & (positives > 0)
+        factor = torch.where(divide, positives.to(t.dtype), 1.0)
+        flat[cells, :4] = rows[:, :4] / factor[:, None]
+    return delta, (plan.counts, iou_loss)
 
 
 def _truth_thresh_positives(
-    flat: Tensor, d: _Decoded, truths: _Truths, keep: Tensor, best: tuple[Tensor, Tensor], opts: YoloHeadOptions,
+    flat: Tensor, d: _Decoded, over: Tensor, best_iou: Tensor, best_t: Tensor, truths: _Truths, s: _Setup,
     net_h: int, net_w: int,
 ) -> Tensor:  # fmt: skip
     """Step 1's predictions above truth_thresh: class and box deltas for their best truth. Returns
     the flat cells written."""
-    best_iou, best_t = best
-    n, a, lh, lw = best_iou.shape
-    cells = (best_iou > opts.truth_thresh).view(-1).nonzero().squeeze(1)
+    n, p = over.shape
+    cells = over.view(-1).nonzero().squeeze(1)
     if not cells.numel():
         return cells
-    timg, trank, tcls, tbox = truths.image[keep], truths.rank[keep], truths.cls[keep], truths.box[keep]
-    b = cells // (a * lh * lw)
-    anchor = (cells // (lh * lw)) % a
-    j, i = (cells // lw) % lh, cells % lw
-    lookup = torch.full((n, int(trank.max()) + 1), -1, dtype=torch.long, device=cells.device)
-    lookup[timg, trank] = torch.arange(timg.shape[0], device=cells.device)
+    b, q = cells // p, cells % p
+    head = s.head[q]
+    listed = truths.rank < truths.end
+    lookup = torch.full((n, truths.per_image), -1, dtype=torch.long, device=cells.device)
+    lookup[truths.image[listed], truths.rank[listed]] = listed.nonzero().squeeze(1)
     k = lookup[b, best_t.view(-1)[cells]]
-    cls = tcls[k]
-    cm = d.mult[cls] if d.mult is not None else torch.ones_like(cells, dtype=flat.dtype)
-    out_cls = d.out_cls.reshape(flat.shape[0], -1)[cells]
-    rows = _class_write(torch.zeros_like(out_cls), out_cls, cls, opts)
-    if opts.objectness_smooth:
+    cls = truths.cls[k]
+    cm = s.cls_mult[head, cls] if s.cls_mult is not None else torch.ones_like(cells, dtype=flat.dtype)
+    out_cls = d.out_cls.reshape(n * p, -1)[cells]
+    rows = _class_write(torch.zeros_like(out_cls), out_cls, cls, head, s)
+    smooth = s.opt["objectness_smooth"].at(head)
+    if smooth is not False:
         r = torch.arange(rows.shape[0], device=cells.device)
-        rows[r, cls] = cm * (best_iou.view(-1)[cells] ** 2 - out_cls[r, cls])
+        value = cm * (best_iou.view(-1)[cells] ** 2 - out_cls[r, cls])
+        rows[r, cls] = _where(smooth, value, rows[r, cls])
     flat[cells, 5:] = rows
-    anchors = d.anchors[torch.tensor(opts.mask, dtype=torch.long, device=cells.device)]
     pred, oxy, rwh = d.at(cells)
-    flat[cells, :4] += _box_delta(
-        pred, oxy, rwh, tbox[k], anchors[anchor], i.to(flat.dtype), j.to(flat.dtype), lw, lh, net_w, net_h,
-        opts.iou_normalizer * cm, opts,
-    )  # fmt: skip
+    anchor = torch.stack([s.aw[q], s.ah[q]], 1)  # the prediction's own anchor
+
+    def compute(kind: str, sel: Tensor | None) -> Tensor:
+        pick = (lambda v: v) if sel is None else (lambda v: v[sel])
+        h = pick(head)
+        return _box_delta(
+            pick(pred), pick(oxy), pick(rwh), truths.box[pick(k)],
+            pick(anchor), pick(s.gx[q]), pick(s.gy[q]), pick(s.lw[q]), pick(s.lh[q]), net_w, net_h,
+            s.opt["iou_normalizer"].at(h) * pick(cm), s.opt["new_coords"].at(h), s.opt["max_delta"].at(h), kind,
+        )  # fmt: skip
+
+    flat[cells, :4] += _boxes_by_kind(head, s.kinds, compute)
     return cells
 
 
-def _assign_truths(
-    flat: Tensor, d: _Decoded, truths: _Truths, keep: Tensor, shape: tuple[int, ...], opts: YoloHeadOptions,
-    net_h: int, net_w: int,
-) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    """Step 2: each truth to its best anchor and, with iou_thresh < 1, to the other anchors of the
-    mask above it, applied per cell in darknet's order. Returns the flat cells written, the number
-    of assignments and the sum of 1 - IoU (1 - GIoU for giou) over them."""
-    n, a, lh, lw = shape
-    dev, dtype = flat.device, flat.dtype
-    timg, tcls, tbox = truths.image[keep], truths.cls[keep], truths.box[keep]
-    none = (torch.zeros(0, dtype=torch.long, device=dev), torch.zeros((), dtype=torch.long, device=dev))
-    if not timg.numel():
-        return *none, torch.zeros((), dtype=dtype, device=dev)
-    total = d.anchors.shape[0]
-    mask_index = torch.tensor(_mask_positions(opts.mask, total), dtype=torch.long, device=dev)
-    ti = (tbox[:, 0] * lw).long()  # (int)(truth.x * l.w)
-    tj = (tbox[:, 1] * lh).long()
-    zero = torch.zeros_like(tbox[:, :1])
-    shape_anchor = (zero, zero, (d.anchors[:, 0] / net_w)[None], (d.anchors[:, 1] / net_h)[None])
-    shape_truth = (zero, zero, tbox[:, 2:3], tbox[:, 3:4])
-    best_n = box_iou(*shape_anchor, *shape_truth).argmax(1)  # the first of equal IoUs, as darknet's strict '>'
-    in_mask = (mask_index >= 0)[None]
-    is_best = torch.arange(total, device=dev)[None] == best_n[:, None]
-    match = in_mask & is_best
-    if opts.iou_thresh < 1:
-        kind_iou = box_iou_kind(opts.iou_thresh_kind, shape_anchor, shape_truth)
-        match = match | (in_mask & ~is_best & (kind_iou > opts.iou_thresh))
-    mk, mn = match.nonzero(as_tuple=True)  # row-major: truth order, then anchor order
-    if not mk.numel():
-        return *none, torch.zeros((), dtype=dtype, device=dev)
-    # darknet's order: truths in label order; per truth its best anchor, then the others ascending
-    order = mk * (total + 1) + torch.where(is_best[mk, mn], torch.zeros_like(mn), mn + 1)
-    by_order = torch.argsort(order)
-    mk, mn = mk[by_order], mn[by_order]
-    cell = ((timg[mk] * a + mask_index[mn]) * lh + tj[mk]) * lw + ti[mk]
-    by_cell = torch.sort(cell, stable=True).indices  # group per cell, keeping that order within a cell
-    mk, mn, cell = mk[by_cell], mn[by_cell], cell[by_cell]
-    pos = torch.arange(cell.shape[0], device=dev)
-    first = torch.ones_like(cell, dtype=torch.bool)
-    first[1:] = cell[1:] != cell[:-1]
-    round_of = pos - torch.cummax(torch.where(first, pos, torch.zeros_like(pos)), 0).values
-
-    cls = tcls[mk]
-    cm = d.mult[cls] if d.mult is not None else torch.ones_like(mk, dtype=dtype)
+def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> Tensor:
+    """Step 2's writes: box deltas added, objectness set (with objectness_smooth only where still
+    0), class deltas by delta_yolo_class, one assignment per cell per round in darknet's order.
+    Returns per head the sum of 1 - IoU (1 - GIoU for giou) over the assignments."""
+    heads = len(s.sizes)
+    dtype = flat.dtype
+    iou_loss = torch.zeros(heads, dtype=dtype, device=flat.device)
+    if not plan.cell.numel():
+        return iou_loss
+    mh, mk, cell = plan.head, plan.truth, plan.cell
+    tbox = plan.truths.box[mk]
+    cls = plan.truths.cls[mk]
+    cm = s.cls_mult[mh, cls] if s.cls_mult is not None else torch.ones_like(mk, dtype=dtype)
     pred, oxy, rwh = d.at(cell)
-    box_d = _box_delta(
-        pred, oxy, rwh, tbox[mk], d.anchors[mn], ti[mk].to(dtype), tj[mk].to(dtype), lw, lh, net_w, net_h,
-        opts.iou_normalizer * cm, opts,
-    )  # fmt: skip
-    obj_v = cm * opts.obj_normalizer * (1 - d.out_obj.reshape(-1)[cell])
+    anchor = s.anchors[mh, plan.anchor]  # the truth's anchor (n), whose shape the mask position has
+    cols = torch.stack([plan.ti, plan.tj, s.head_lw[mh], s.head_lh[mh]], 1).to(dtype)
+
+    def compute(kind: str, sel: Tensor | None) -> Tensor:
+        pick = (lambda v: v) if sel is None else (lambda v: v[sel])
+        h, c = pick(mh), pick(cols)
+        return _box_delta(
+            pick(pred), pick(oxy), pick(rwh), pick(tbox), pick(anchor), c[:, 0], c[:, 1], c[:, 2], c[:, 3], net_w,
+            net_h, s.opt["iou_normalizer"].at(h) * pick(cm), s.opt["new_coords"].at(h), s.opt["max_delta"].at(h),
+            kind,
+        )  # fmt: skip
+
+    box_d = _boxes_by_kind(mh, s.kinds, compute)
+    obj_v = cm * s.opt["obj_normalizer"].at(mh) * (1 - d.out_obj.reshape(-1)[cell])
     out_cls = d.out_cls.reshape(flat.shape[0], -1)[cell]
-    ious = box_iou_kind("giou" if opts.iou_loss == "giou" else "iou", pred, tuple(tbox[mk].unbind(1)))
-    for r in range(int(round_of.max()) + 1):  # one (truth, anchor) per cell per round, in darknet's order
-        sel = (round_of == r).nonzero().squeeze(1)
+    giou = [k == "giou" for k in s.kinds]
+    ious = box_iou_kind("giou", pred, tbox) if all(giou) else box_iou(pred, tbox)
+    if any(giou) and not all(giou):
+        ious = torch.where(torch.tensor(giou, device=flat.device)[mh], box_iou_kind("giou", pred, tbox), ious)
+    iou_loss.index_add_(0, mh, 1 - ious)
+    smooth = s.opt["objectness_smooth"].at(mh)
+    start = 0
+    for size in plan.round_sizes:
+        sel = plan.rounds[start : start + size]
+        start += size
         c = cell[sel]
         flat[c, :4] += box_d[sel]
-        if opts.objectness_smooth:
+        new = obj_v[sel]
+        if smooth is not False:  # objectness_smooth: only where the delta is still 0
             cur = flat[c, 4]
-            flat[c, 4] = torch.where(cur == 0, obj_v[sel], cur)
-        else:
-            flat[c, 4] = obj_v[sel]
-        flat[c, 5:] = _class_write(flat[c, 5:], out_cls[sel], cls[sel], opts)
-    return cell, torch.tensor(mk.shape[0], device=dev), (1 - ious).sum()
-
-
-def _head_delta(
-    t: Tensor, truths: _Truths, opts: YoloHeadOptions, net_h: int, net_w: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """darknet's delta for one head: (N, A, H, W, 5 + C) in t's dtype, its cost, and the number of
-    (truth, anchor) assignments."""
-    n, a, lh, lw, _ = t.shape
-    d = _decode(t, opts, net_h, net_w)
-    keep = (truths.rank < opts.max_boxes) & (truths.rank < truths.end)
-    delta = torch.zeros(t.shape, dtype=t.dtype, device=t.device)
-    flat = delta.view(n * a * lh * lw, -1)
-    best = _best_truths(d, truths, keep, n)
-    delta[..., 4] = _objectness(d, best[0], opts)
-    touched = [_truth_thresh_positives(flat, d, truths, keep, best, opts, net_h, net_w)]
-    cells, count, iou_loss = _assign_truths(flat, d, truths, keep, (n, a, lh, lw), opts, net_h, net_w)
-    touched.append(cells)
-    # step 3: a cell's box deltas divided by its number of positive class deltas
-    touched_cells = torch.cat(touched)
-    if opts.iou_thresh < 1 and touched_cells.numel():
-        cells = torch.unique(touched_cells)
-        rows = flat[cells]
-        positives = (rows[:, 5:] > 0).sum(1)
-        divide = (rows[:, 4] != 0) & (positives > 0)
-        factor = torch.where(divide, positives.to(t.dtype), torch.ones_like(rows[:, 4]))
-        flat[cells, :4] = rows[:, :4] / factor[:, None]
-    sq = delta * delta
-    if opts.iou_loss == "mse" or not opts.show_details:
-        cost = sq.sum()
-    else:
-        cost = opts.iou_normalizer * (iou_loss / count.clamp(min=1)) + opts.obj_normalizer * sq[..., 4:].sum()
-    return delta, cost, count
+            new = torch.where((cur != 0) if smooth is True else (cur != 0) & smooth[sel], cur, new)
+        flat[c, 4] = new
+        flat[c, 5:] = _class_write(flat[c, 5:], out_cls[sel], cls[sel], mh[sel], s)
+    return iou_loss
 
 
 __all__ = ["IOU_LOSSES", "LossOptionError", "LossParts", "YoloHeadOptions", "YoloLoss", "box_iou", "dx_box_iou"]

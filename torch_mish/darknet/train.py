@@ -483,7 +483,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
         images = images.to(self.device, non_blocking=True)
-        targets = targets.to(self.device, non_blocking=True)
+        targets = targets.cpu()  # YoloLoss plans the assignments on the CPU: no wait for the device
         totals = torch.zeros(5, device=self.device)
         autocast = (
             torch.autocast(self.device.type, dtype=torch.bfloat16 if self.amp == "bf16" else torch.float16)

@@ -66,7 +66,7 @@ class LabelDetector:
         self.last: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        n, k = x.shape[0], 5
+        n, k = x.shape[0], max(len(labels) for labels in self.dataset.labels)
         start = self.calls
         self.calls += n
         num = torch.zeros(n, 1, dtype=torch.int32)
@@ -183,3 +183,19 @@ def test_darknet_eval_settings() -> None:
     }
     v4 = darknet_eval_settings(Darknet(packaged_cfg("yolov4")))
     assert (v4["nms_kind"], v4["letterbox"]) == ("greedynms", False)
+
+
+def test_evaluate_data_follows_the_cfg(tmp_path: Path) -> None:
+    """evaluate_data: the obj.data's valid list at the cfg's size, letterboxed as [net] says, with
+    the names file's names; the label fixture's detections give 1.0."""
+    from torch_mish.darknet.evaluate import evaluate_data
+    from torch_mish.darknet.shapes import make_shapes
+    from torch_mish.darknet.train import edit_cfg
+
+    data = make_shapes(tmp_path, n_train=2, n_val=5, size=64, seed=4)
+    model = Darknet(edit_cfg(packaged_cfg("yolov4-csp"), classes=5, net={"width": 96, "height": 64}))
+    reference = DarknetDataset(tmp_path / "valid.txt", (64, 96), 5, letterbox=True)
+    fixture = LabelDetector(reference)
+    m = evaluate_data(model, data, fixture, batch_size=2)
+    assert fixture.calls == 5 and m.map == pytest.approx(1.0)
+    assert set(m.per_class) <= {"circle", "square", "triangle", "cross", "ring"}

@@ -27,13 +27,14 @@ import contextlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from torch_mish.darknet.data import DarknetDataset
+    from torch_mish.darknet.data import DarknetDataset, DataConfig
     from torch_mish.darknet.model import Darknet
 
 Detections = tuple[Tensor, Tensor, Tensor, Tensor]
@@ -184,6 +185,26 @@ def evaluate(
     return coco_map(gt, results)
 
 
+def evaluate_data(
+    model: Darknet,
+    data: str | Path | DataConfig,
+    detect: DetectFn,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+    size: tuple[int, int] | int | None = None,
+    workers: int = 0,
+    progress: bool = False,
+) -> CocoMetrics:
+    """darknet's ``detector map`` on an obj.data: its ``valid`` list (``train`` without one) at
+    the model's input size (or ``size``), letterboxed when the cfg's [net] letter_box=1, class
+    names from its ``names`` file, measured with ``detect`` (see :func:`evaluate`)."""
+    from torch_mish.darknet.data import DarknetDataset, read_data_config
+
+    config = data if not isinstance(data, (str, Path)) else read_data_config(data)
+    dataset = DarknetDataset.from_data(config, "valid", model, augment=False, size=size)
+    return evaluate(detect, dataset, batch_size, device, config.class_names(), workers, progress)
+
+
 def _check_outputs(num: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor, n: int) -> None:
     if num.shape[0] != n or boxes.dim() != 3 or boxes.shape[0] != n or boxes.shape[2] != 4:
         raise ValueError(
@@ -233,6 +254,7 @@ __all__ = [
     "coco_map",
     "darknet_eval_settings",
     "evaluate",
+    "evaluate_data",
     "ground_truth",
     "to_original",
 ]

@@ -422,3 +422,24 @@ def test_ddp_gloo_matches_one_process(shapes: Path, tmp_path: Path) -> None:
         if "running" not in name and "num_batches" not in name:  # DDP broadcasts rank 0's BatchNorm statistics
             torch.testing.assert_close(a["model"][name], p, rtol=1e-4, atol=1e-5, msg=lambda m, n=name: f"{n}: {m}")
     assert not torch.equal(b["model"]["layers.0.conv.weight"], Darknet(tiny_cfg()).layers[0].conv.weight)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize("amp", [None, "bf16", "fp16"])
+def test_cuda_trainer(shapes: Path, tmp_path: Path, amp: str | None) -> None:
+    """On a GPU, fused BatchNorm-Mish and autocast: the loss falls on one batch and the .weights
+    written load back into a fresh model."""
+    torch.manual_seed(11)
+    trainer = Trainer(Darknet(tiny_cfg(net="burn_in=0")), "cuda", amp=amp)
+    images, targets = _batch(shapes)
+    losses = [trainer.step(images, targets).loss for _ in range(25)]
+    assert all(math.isfinite(v) for v in losses)
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:3]) / 3, losses
+    trainer.save_weights(tmp_path / "w.weights")
+    loaded = Darknet(tiny_cfg())
+    loaded.load_darknet_weights(tmp_path / "w.weights")
+    assert loaded.weights_header[3] == 25 * 8
+    state = trainer.model.state_dict()
+    for name, value in loaded.state_dict().items():
+        if "num_batches_tracked" not in name:
+            torch.testing.assert_close(value, state[name].cpu(), msg=lambda m, name=name: f"{name}: {m}")

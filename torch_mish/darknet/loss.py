@@ -50,6 +50,11 @@ such labels), and only the first ``max`` (default 200) rows of an image count. A
 ``[0, classes)``, an image index outside ``[0, N)``, ``cx, cy`` outside ``[0, 1)``, ``w, h`` outside
 ``(0, 1]``, a NaN or a non-integral index or class raise ``ValueError`` (darknet would skip or
 misread them).
+
+Cost: all heads are computed together, in a few hundred tensor operations whatever the number of
+cells, truths or heads. The assignments of step 2 depend on the targets only and are planned
+where the targets are: give them on the CPU (as a DataLoader yields them) and the loss never waits
+for the GPU (the plan is copied over from pinned memory); on the GPU it synchronizes a few times.
 """
 
 from __future__ import annotations
@@ -513,9 +518,8 @@ class YoloLoss(nn.Module):
     reaching head ``h`` is ``-delta_normalizer * delta_h``. After each call :attr:`parts` holds the
     terms (:class:`LossParts`) and :attr:`deltas` darknet's delta per head.
 
-    All heads are computed together in one pass (their predictions concatenated), so that a call
-    costs a few hundred small operations and three host synchronizations whatever the number of
-    heads, truths or cells.
+    ``targets`` may be on the CPU or on the heads' device; on the CPU (recommended with a GPU) the
+    call does not wait for the device.
     """
 
     def __init__(self, model: Darknet) -> None:

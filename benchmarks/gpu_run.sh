@@ -4,6 +4,7 @@
 #   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
 #   bash benchmarks/gpu_run.sh build max_autotune     (one call of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
+#   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT)
 # Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
 # files) they are packed into $OUT/gpu.tgz at the end.
 set -uo pipefail
@@ -80,6 +81,17 @@ for stage in "$@"; do
       timeout 560 $PY benchmarks/bench_training.py --modes eager --profile > "$OUT/bench_training.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/training.* benchmarks/results/profiles/training.txt "$OUT/" 2>/dev/null
       tail -11 "$OUT/bench_training.log" ;;
+    training_loss)  # yolov4-csp with darknet's loss (YoloLoss), eager, bf16 and fp32, three activations: ~2 min
+      timeout 230 $PY benchmarks/bench_training_loss.py --modes eager > "$OUT/bench_training_loss.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/training_loss.* "$OUT/" 2>/dev/null
+      tail -9 "$OUT/bench_training_loss.log" ;;
+    training_loss_compile)  # the same compiled, bf16; one activation per call (a compilation takes minutes):
+      # TRAINING_LOSS_ACT="torch_mish.Mish+BN" (default), "nn.Mish" or "LeakyReLU(0.1)"
+      act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
+      timeout 230 $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
+        --out-name "$name" > "$OUT/bench_$name.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/"$name".* "$OUT/" 2>/dev/null
+      tail -4 "$OUT/bench_$name.log" ;;
     training_compile_fp32|training_compile_bf16)  # one precision per call: each compile takes ~2 min
       precision=fp32; acts="torch_mish.Mish,nn.Mish"
       [ $stage = training_compile_bf16 ] && { precision=bf16-autocast; acts="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)"; }

@@ -13,6 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from torch_mish.darknet.cfg import CfgError, read_cfg
+from torch_mish.darknet.loss import LossOptionError, LossParts, YoloLoss
 from torch_mish.darknet.model import Darknet
 from torch_mish.darknet.weights import WeightsError, load_darknet_weights, save_darknet_weights
 
@@ -33,9 +34,12 @@ __all__ = [
     "PACKAGED_CFGS",
     "CfgError",
     "Darknet",
+    "LossOptionError",
+    "LossParts",
     "WeightsError",
     "load_darknet_weights",
     "packaged_cfg",
     "read_cfg",
     "save_darknet_weights",
+    "YoloLoss",
 ]

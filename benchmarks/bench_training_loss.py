@@ -1,0 +1,212 @@
+"""Training yolov4-csp (the darknet cfg, 80 classes) with darknet's loss (torch_mish.darknet.YoloLoss):
+images/s, peak memory and the share of a step spent in the loss, for torch_mish.Mish with fused
+BatchNorm, nn.Mish and LeakyReLU(0.1) models, eager or compiled.
+
+    python benchmarks/bench_training_loss.py [--batch 16] [--size 512] [--modes eager,compile]
+        [--precisions bf16-autocast,fp32] [--activations "torch_mish.Mish+BN,nn.Mish,LeakyReLU(0.1)"]
+
+Writes benchmarks/results/{--out-name, default training_loss}.{csv,md,env.json}.
+
+A step is Trainer.step's work: forward (under autocast for bf16), YoloLoss on the heads (targets
+on the CPU, as a DataLoader gives them), backward of the loss divided by the batch, SGD with
+darknet's momentum and decay. The batch is random
+images with random boxes (8-24 per image, COCO-like sizes), the same for every model. Method: per
+model, warm-up steps (compilation included), then timed steps, median; peak memory is one step's
+peak allocation. The loss's share: YoloLoss alone (value and the gradient it hands each head,
+including its host synchronizations) on the heads of that model, against the step; and the step
+against the same step with a trivial loss (the sum of the heads' squares): what the loss adds.
+The target is a share of at most 10 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from common import environment, write_table
+from torch import nn
+
+import torch_mish
+from torch_mish.darknet import Darknet, YoloLoss, packaged_cfg
+
+ROOT = Path(__file__).resolve().parent.parent
+FUSED = "torch_mish.Mish+BN"
+
+
+def build(activation: str, size: int) -> Darknet:
+    torch.manual_seed(0)
+    model = Darknet(packaged_cfg("yolov4-csp"))
+    if activation == "nn.Mish":
+        torch_mish.revert_mish(model)
+    elif activation.startswith("LeakyReLU"):
+        for name, module in list(model.named_modules()):
+            if isinstance(module, torch_mish.Mish):
+                model.set_submodule(name, nn.LeakyReLU(0.1, inplace=True))
+    elif activation != FUSED:
+        raise ValueError(f"unknown activation {activation!r}")
+    model = model.cuda().train()
+    if activation == FUSED:
+        torch_mish.fuse_batchnorm_mish(model)
+    model.check_input_size(size, size)
+    return model
+
+
+def random_batch(n: int, size: int, classes: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, size, size, generator=g)
+    rows = []
+    for b in range(n):
+        k = int(torch.randint(8, 25, (1,), generator=g))
+        wh = torch.rand(k, 2, generator=g) ** 2 * 0.6 + 0.01
+        xy = torch.rand(k, 2, generator=g) * 0.98 + 0.01
+        cls = torch.randint(0, classes, (k, 1), generator=g).float()
+        rows.append(torch.cat([torch.full((k, 1), float(b)), cls, xy, wh], 1))
+    # the targets stay on the CPU, as a DataLoader yields them: YoloLoss plans there
+    return x.cuda().to(memory_format=torch.channels_last), torch.cat(rows)
+
+
+class Step:
+    """One darknet training step (Trainer.step's work without its bookkeeping)."""
+
+    def __init__(self, model: Darknet, precision: str, compiled: bool, trivial: bool = False) -> None:
+        self.model = model
+        self.forward = torch.compile(model) if compiled else model
+        self.loss = YoloLoss(model)
+        self.trivial = trivial
+        net = model.net_options
+        decay = float(net.get("decay", "0.0005"))
+        groups = [
+            {"params": [p for n, p in model.named_parameters() if n.endswith("conv.weight")], "weight_decay": decay},
+            {"params": [p for n, p in model.named_parameters() if not n.endswith("conv.weight")], "weight_decay": 0.0},
+        ]
+        self.opt = torch.optim.SGD(groups, lr=1e-4, momentum=float(net.get("momentum", "0.9")))
+        self.bf16 = precision == "bf16-autocast"
+
+    def heads(self, x: torch.Tensor) -> list[torch.Tensor]:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.forward(x)
+
+    def __call__(self, x: torch.Tensor, targets: torch.Tensor) -> None:
+        heads = self.heads(x)
+        if self.trivial:
+            loss = sum(h.float().square().sum() for h in heads)
+        else:
+            loss = self.loss(heads, targets)
+        (loss / x.shape[0]).backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+
+
+def median_ms(fn: Callable[[], object], steps: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), times
+
+
+def measure(activation: str, precision: str, compiled: bool, args: argparse.Namespace) -> dict[str, object]:
+    started = time.perf_counter()
+    model = build(activation, args.size)
+    x, targets = random_batch(args.batch, args.size, model.yolo_layers[0].classes)
+    step = Step(model, precision, compiled)
+    for _ in range(args.warmup):
+        step(x, targets)
+    torch.cuda.synchronize()
+    warm_s = time.perf_counter() - started
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    step(x, targets)
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+    step_ms, _ = median_ms(lambda: step(x, targets), args.steps)
+
+    heads = [h.detach().requires_grad_() for h in step.heads(x)]
+
+    def loss_only() -> None:
+        step.loss(heads, targets).backward()
+
+    for _ in range(3):
+        loss_only()
+    loss_ms, _ = median_ms(loss_only, args.steps)
+    trivial = Step(model, precision, False, trivial=True) if not compiled else None
+    if trivial is not None:  # eager only: a compiled trivial step would compile the model again
+        trivial.forward = step.forward
+        for _ in range(2):
+            trivial(x, targets)
+        trivial_ms, _ = median_ms(lambda: trivial(x, targets), args.steps)
+    row = {
+        "activation": activation,
+        "precision": precision,
+        "mode": "compile" if compiled else "eager",
+        "images_per_s": f"{args.batch / step_ms * 1e3:.1f}",
+        "step_ms": f"{step_ms:.1f}",
+        "loss_ms": f"{loss_ms:.2f}",
+        "loss_share": f"{100 * loss_ms / step_ms:.1f}%",
+        "trivial_loss_step_ms": f"{trivial_ms:.1f}" if trivial is not None else "-",
+        "peak_GiB": f"{peak:.2f}",
+        "warmup_s": f"{warm_s:.0f}",
+    }
+    print(row, flush=True)
+    return row
+
+
+def table(rows: list[dict[str, object]]) -> str:
+    lines = [
+        "| activation | precision | mode | images/s | step ms | YoloLoss ms | loss share "
+        "| step ms, trivial loss | peak GiB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['images_per_s']} | {r['step_ms']} | "
+            f"{r['loss_ms']} | {r['loss_share']} | {r['trivial_loss_step_ms']} | {r['peak_GiB']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=15)
+    parser.add_argument("--modes", default="eager,compile")
+    parser.add_argument("--precisions", default="bf16-autocast,fp32")
+    parser.add_argument("--activations", default=f"{FUSED},nn.Mish,LeakyReLU(0.1)")
+    parser.add_argument("--out-name", default="training_loss")
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    env = environment()
+    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
+    env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
+    env["command"] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    env["workload"] = (
+        f"yolov4-csp.cfg (80 classes), batch {args.batch}, {args.size}x{args.size}, channels_last, "
+        "random images and boxes, YoloLoss, SGD"
+    )
+    env["method"] = f"{args.warmup} warm-up steps, then {args.steps} timed steps per model; median"
+    rows: list[dict[str, object]] = []
+    for mode in args.modes.split(","):
+        for precision in args.precisions.split(","):
+            for activation in args.activations.split(","):
+                rows.append(measure(activation, precision, mode == "compile", args))
+                torch.cuda.empty_cache()
+                torch._dynamo.reset()
+                write_table(args.out_name, rows, env, table(rows))  # a run cut short keeps what it measured
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

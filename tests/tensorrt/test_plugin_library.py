@@ -80,11 +80,10 @@ def test_malformed_fields_return_null_and_say_why(harness, phase, fields, messag
     assert message in harness.take_log()
 
 
-def test_registers_with_tensorrt_registry(trt) -> None:  # noqa: ANN001
+def test_registers_with_tensorrt_registry(trt, plugin_library) -> None:  # noqa: ANN001
     import torch_mish.tensorrt as mt
 
-    path = mt.load_plugin()
-    assert path is not None and path.exists()
+    assert plugin_library.exists()
     creator = trt.get_plugin_registry().get_creator(mt.PLUGIN_NAME, mt.PLUGIN_VERSION, mt.PLUGIN_NAMESPACE)
     assert creator is not None
     plugin = creator.create_plugin("m", trt.PluginFieldCollection([]), trt.TensorRTPhase.BUILD)

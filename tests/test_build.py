@@ -1,6 +1,6 @@
 """The build's single sources of truth: one CUDA architecture list for the op and the TensorRT plugin,
-the plugin identity read from its header, where TensorRT headers are looked for, and the set-up
-script stopping on a failed build."""
+the plugin identity read from its header, where TensorRT headers are looked for, the set-up script
+stopping on a failed build, and CI building both as a newcomer does (no TensorRT headers) and with them."""
 
 from __future__ import annotations
 
@@ -247,6 +247,75 @@ def test_setup_env_stops_on_a_failed_build(tmp_path: Path) -> None:
     assert proc.returncode != 0, proc.stdout + proc.stderr
     assert "error: #error planted by the test" in proc.stderr
     assert "REACHED THE IMPORT" not in proc.stdout and "AFTER SETUP" not in proc.stdout
+
+
+def fake_venv_python(venv: Path, log: Path) -> None:
+    """A stand-in for the environment's python that records each call with the TensorRT variables it saw,
+    fails the install check's wheel build (the end of what these tests follow), and succeeds otherwise."""
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "python"
+    fake.write_text(
+        textwrap.dedent(
+            f"""\
+            #!/usr/bin/env bash
+            echo "TENSORRT_INCLUDE_DIR=${{TENSORRT_INCLUDE_DIR-unset}}" \\
+              "TENSORRT_ROOT=${{TENSORRT_ROOT-unset}} $*" >>{log}
+            case "$*" in
+              "-m build "*) exit 3 ;;
+              *tensorrt_plugins*) [ -z "${{FAKE_PLUGINS_BUILT:-}}" ] ;;
+              *) exit 0 ;;
+            esac
+            """
+        )
+    )
+    fake.chmod(0o755)
+
+
+def run_ci(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """.ci/run in a copy of the checkout's scripts beside a stand-in shared folder, with a fake venv."""
+    repo = tmp_path / "repo"
+    (tmp_path / "shared" / "third_party").mkdir(parents=True)
+    for rel in [".ci/run", *(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh")), "pyproject.toml"]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text((ROOT / rel).read_text())
+    log = tmp_path / "calls.log"
+    fake_venv_python(tmp_path / "venv", log)
+    environ = {**os.environ, "TORCH_MISH_VENV": str(tmp_path / "venv"), "TORCH_TRT_SPEC": "", **env}
+    environ["TENSORRT_INCLUDE_DIR"] = "/somewhere/include"  # what a developer's shell may hold
+    proc = subprocess.run(["bash", str(repo / ".ci" / "run")], env=environ, capture_output=True, text=True, timeout=120)
+    return proc, log.read_text().splitlines() if log.exists() else []
+
+
+def test_ci_runs_the_tensorrt_tests_against_a_build_without_headers(tmp_path: Path) -> None:
+    """CI builds as a newcomer does (no TENSORRT_INCLUDE_DIR, no TENSORRT_ROOT) and runs the TensorRT and
+    build tests there, then the whole suite once with the headers, then the install check."""
+    proc, calls = run_ci(tmp_path)
+    assert "install check" in proc.stderr + proc.stdout, proc.stdout + proc.stderr  # reached stage 3
+    pytest_runs = [c for c in calls if " -m pytest " in c]
+    headers = f"{tmp_path}/shared/third_party/tensorrt-11.1/include"
+    assert len(pytest_runs) == 2, calls
+    assert pytest_runs[0].startswith("TENSORRT_INCLUDE_DIR=unset TENSORRT_ROOT=unset ")
+    assert pytest_runs[1].startswith(f"TENSORRT_INCLUDE_DIR={headers}")
+
+    def paths(call: str) -> list[str]:  # pytest's positional arguments ("-p no:cacheprovider" aside)
+        args = call.split(" -m pytest ", 1)[1].split()
+        return [a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1] != "-p"]
+
+    # Only the named tests without headers (a path argument must narrow the run, not add to tests/);
+    # no path with them, so pytest runs pyproject.toml's testpaths: the whole suite.
+    assert paths(pytest_runs[0]) == ["tests/tensorrt", "tests/test_build.py"]
+    assert paths(pytest_runs[1]) == []
+    builds = [c for c in calls if "-e ." in c]
+    assert [b.split()[0] for b in builds] == [
+        "TENSORRT_INCLUDE_DIR=unset",
+        f"TENSORRT_INCLUDE_DIR={headers}:{headers.replace('11.1', '10.16')}",
+    ]
+
+
+def test_ci_stops_when_the_headerless_build_found_headers(tmp_path: Path) -> None:
+    proc, calls = run_ci(tmp_path, FAKE_PLUGINS_BUILT="1")
+    assert proc.returncode != 0
+    assert sum(" -m pytest " in c for c in calls) == 1, "must stop before the run with headers"
 
 
 # Imports the package may make only when an optional extra is installed (each behind a message

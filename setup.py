@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -82,6 +83,49 @@ def nvcc_version(cuda_home: str) -> str | None:
     return match.group(1) if match else None
 
 
+def is_cuda_toolkit(home: Path) -> bool:
+    """A folder the op can be compiled against: nvcc and the CUDA runtime headers."""
+    return (home / "bin" / "nvcc").exists() and (home / "include" / "cuda_runtime.h").exists()
+
+
+def toolkit_of(nvcc: Path) -> Path | None:
+    """The CUDA toolkit an nvcc on PATH belongs to. The parent of its folder is not it when nvcc is a
+    symlink (resolved here) or a wrapper script that runs the real one (nvcc names its own folder,
+    _HERE_, in a dry run): torch's guess, bin/.. of the PATH entry, is /usr/local for /usr/local/bin/nvcc."""
+    candidates = [nvcc.parent.parent, nvcc.resolve().parent.parent]
+    dry = subprocess.run(
+        [str(nvcc), "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    here = re.search(r"^#\$ _HERE_=(.+)$", dry.stdout + dry.stderr, re.MULTILINE)
+    if here:
+        candidates.append(Path(here.group(1).strip()).resolve().parent)
+    return next((home for home in candidates if is_cuda_toolkit(home)), None)
+
+
+def find_cuda_home(environ: Mapping[str, str] = os.environ) -> tuple[str | None, str | None]:
+    """Where the CUDA toolkit is: CUDA_HOME (or CUDA_PATH) when set, else the toolkit of the nvcc on PATH,
+    else /usr/local/cuda. Returns (toolkit, None); (None, why) when the toolkit pointed at is unusable;
+    (None, None) when there is no nvcc at all."""
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if environ.get(var):
+            home = Path(environ[var])
+            if is_cuda_toolkit(home):
+                return str(home), None
+            return None, f"{var}={home} is not a CUDA toolkit (it needs bin/nvcc and include/cuda_runtime.h)"
+    nvcc = shutil.which("nvcc", path=environ.get("PATH", os.defpath))
+    if nvcc:
+        home = toolkit_of(Path(nvcc))
+        if home is None:
+            return None, f"nvcc at {nvcc} belongs to no CUDA toolkit with include/cuda_runtime.h"
+        return str(home), None
+    if is_cuda_toolkit(Path("/usr/local/cuda")):
+        return "/usr/local/cuda", None
+    return None, None
+
+
 def resolve_cuda() -> tuple[bool, str | None, str | None]:
     """Decide whether to compile CUDA kernels and for which architectures; fail early on an inconsistent
     toolchain. Returns (CUDA kernels?, nvcc version, resolved arch list)."""
@@ -90,9 +134,10 @@ def resolve_cuda() -> tuple[bool, str | None, str | None]:
         sys.exit(f"TORCH_MISH_CUDA must be auto, 0 or 1, got {mode!r}")
     if mode == "0":
         return False, None, None
-    cuda_home = os.environ.get("CUDA_HOME") or cpp_extension.CUDA_HOME
-    if not cuda_home and Path("/usr/local/cuda/bin/nvcc").exists():
-        cuda_home = "/usr/local/cuda"
+    cuda_home, unusable = find_cuda_home()
+    if unusable and (mode == "1" or torch.version.cuda is not None):
+        # One line, before anything is compiled (the compiler's "cuda_runtime.h: No such file" is not).
+        sys.exit(f"{unusable}: set CUDA_HOME to the CUDA toolkit, or build CPU-only with TORCH_MISH_CUDA=0")
     nvcc = nvcc_version(cuda_home) if cuda_home else None
     problems = []
     if torch.version.cuda is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -107,6 +108,79 @@ def test_setup_passes_the_resolved_list_to_torch_and_the_plugin(monkeypatch: pyt
     assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.6+PTX"
     assert setup.BuildExt.arch_list == "8.6+PTX"  # what build_plugins receives
     assert setup.BuildExt.info["arch_list"] == "8.6+PTX"  # what build_info() will say
+
+
+# ------------------------------------------------------------------------------------------------
+# The CUDA toolkit: found from nvcc's real location when CUDA_HOME is unset
+
+
+def fake_toolkit(root: Path, *, headers: bool = True, names_its_folder: bool = True) -> Path:
+    """A CUDA toolkit folder whose bin/nvcc answers --version, and --dryrun with its own folder as the
+    real nvcc does (names_its_folder)."""
+    (root / "bin").mkdir(parents=True)
+    if headers:
+        (root / "include").mkdir()
+        (root / "include" / "cuda_runtime.h").write_text("")
+    nvcc = root / "bin" / "nvcc"
+    here = f'case "$*" in *--dryrun*) echo "#$ _HERE_={root / "bin"}" >&2 ;; esac\n'
+    version = f'echo "Cuda compilation tools, release {torch.version.cuda or "13.0"}, V0"\n'
+    nvcc.write_text("#!/bin/sh\n" + (here if names_its_folder else "") + version)
+    nvcc.chmod(0o755)
+    return root
+
+
+def on_path(folder: Path, nvcc: str, kind: str) -> dict[str, str]:
+    """An environment whose PATH holds only ``folder``, with an nvcc there that is a symlink to, or a
+    wrapper script running, ``nvcc``."""
+    folder.mkdir(parents=True)
+    if kind == "symlink":
+        (folder / "nvcc").symlink_to(nvcc)
+    else:
+        (folder / "nvcc").write_text(f'#!/bin/sh\nexec {nvcc} "$@"\n')
+        (folder / "nvcc").chmod(0o755)
+    return {"PATH": str(folder)}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "wrapper"])
+def test_the_toolkit_is_found_from_nvccs_real_location(tmp_path: Path, kind: str) -> None:
+    """nvcc on PATH in a folder that is no toolkit (/usr/local/bin), CUDA_HOME unset: the build compiles
+    against the toolkit nvcc belongs to, not bin/.. of the PATH entry (which has no cuda_runtime.h)."""
+    import setup
+
+    toolkit = fake_toolkit(tmp_path / "cuda-13.0", names_its_folder=kind == "wrapper")
+    env = on_path(tmp_path / "local" / "bin", str(toolkit / "bin" / "nvcc"), kind)
+    assert setup.find_cuda_home(env) == (str(toolkit.resolve()), None)
+    assert setup.find_cuda_home({**env, "CUDA_HOME": str(toolkit)}) == (str(toolkit), None)
+
+
+def test_this_machines_nvcc_finds_its_toolkit() -> None:
+    import setup
+
+    if shutil.which("nvcc") is None:
+        pytest.skip("no nvcc on PATH")
+    home, problem = setup.find_cuda_home({"PATH": os.environ["PATH"]})
+    assert problem is None and home is not None
+    assert (Path(home) / "include" / "cuda_runtime.h").exists()
+
+
+def test_nvcc_without_a_toolkit_stops_the_build_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import setup
+
+    toolkit = fake_toolkit(tmp_path / "cuda", headers=False)
+    env = on_path(tmp_path / "bin", str(toolkit / "bin" / "nvcc"), "wrapper")
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("TORCH_MISH_CUDA", "auto")
+    monkeypatch.setattr(torch.version, "cuda", torch.version.cuda or "13.0")
+    with pytest.raises(SystemExit) as stop:
+        setup.resolve_cuda()
+    message = str(stop.value.code)
+    assert "\n" not in message and f"nvcc at {tmp_path / 'bin' / 'nvcc'}" in message
+    assert "CUDA_HOME" in message and "TORCH_MISH_CUDA=0" in message
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    with pytest.raises(SystemExit, match=f"CUDA_HOME={tmp_path} is not a CUDA toolkit.*TORCH_MISH_CUDA=0"):
+        setup.resolve_cuda()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -96,3 +96,15 @@ def test_float64_converts_only_with_truncate_double(trt, tmp_path) -> None:  # n
         truncating, plain = CompilationSettings(truncate_double=True), CompilationSettings()
     assert all(mish_validator(n, truncating) for n in nodes)
     assert not any(mish_validator(n, plain) for n in nodes)
+
+
+def test_the_registered_converter_is_mish_converter(trt) -> None:  # noqa: ANN001
+    """torch-tensorrt's registry holds torch_mish's converter under the converter's own name, apart from
+    the model-conversion API torch_mish.convert_mish."""
+    from torch_tensorrt.dynamo.conversion import DYNAMO_CONVERTERS
+
+    from torch_mish.tensorrt import converters
+
+    registered, _ = DYNAMO_CONVERTERS.get_all_converters_with_target(torch.ops.mish.mish.default)
+    assert registered == [converters.mish_converter]
+    assert not hasattr(converters, "convert_mish")

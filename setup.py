@@ -4,14 +4,15 @@ TensorRT plugin library.
 Knobs (environment variables):
   TORCH_MISH_CUDA        auto (default): CUDA kernels when nvcc and a CUDA build of torch are present;
                          1: require them; 0: CPU-only build.
+  CUDA_HOME              the CUDA toolkit. Default: the toolkit of the nvcc on PATH, else /usr/local/cuda.
   TORCH_CUDA_ARCH_LIST   GPU architectures ("8.0;9.0+PTX", ';' or space separated). Default: the visible
-                         GPUs, or csrc/cuda_arch.DEFAULT_ARCH_LIST when none is visible. Resolved once
-                         (csrc/cuda_arch.py) for the op and the TensorRT plugin, and recorded in
+                         GPUs, or build_helpers/cuda.DEFAULT_ARCH_LIST when none is visible. Resolved once,
+                         into one set of nvcc flags for the op and the TensorRT plugin, and recorded in
                          torch_mish.build_info()["arch_list"].
   TORCH_MISH_DEBUG       1: -O0 -g (host) and -G (device).
   TENSORRT_INCLUDE_DIR   TensorRT include folder(s), os.pathsep-separated, one plugin library per
                          TensorRT major version found (see csrc/trt/README.md). Unset: $TENSORRT_ROOT/include,
-                         then the Debian/RPM package and tar archive locations (csrc/trt/build.py).
+                         then the Debian/RPM package and tar archive locations (build_helpers/tensorrt_plugin.py).
   MAX_JOBS               parallel compile jobs (default: CPU count).
 """
 
@@ -21,9 +22,8 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
-from collections.abc import Mapping
+import types
 from pathlib import Path
 
 import torch
@@ -31,10 +31,10 @@ from setuptools import setup
 from torch.utils import cpp_extension
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # the build helpers in csrc/ live beside their sources
+sys.path.insert(0, str(ROOT))  # build_helpers/ sits beside setup.py, in the checkout and the sdist
 
-from csrc.cuda_arch import resolve_arch_list  # noqa: E402
-from csrc.trt.build import build_plugins, plugin_targets  # noqa: E402
+from build_helpers.cuda import find_cuda_home, gencode_flags, nvcc_version, resolve_arch_list  # noqa: E402
+from build_helpers.tensorrt_plugin import build_plugins, plugin_targets  # noqa: E402
 
 PACKAGE = "torch_mish"
 
@@ -49,12 +49,13 @@ def limited_api() -> tuple[str, str]:
     return f"cp{major}{minor}", f"0x{major:02X}{minor:02X}0000"
 
 
-def plugin_identity() -> dict[str, object]:
-    """The TensorRT plugin's name/version/namespace/format version from csrc/trt/plugin_identity.h."""
+def plugin_identity() -> types.ModuleType:
+    """torch_mish/_plugin_identity.py, the plugin identity's one definition, read without importing
+    torch_mish (whose import needs this build)."""
     spec = importlib.util.spec_from_file_location("_torch_mish_plugin_identity", ROOT / PACKAGE / "_plugin_identity.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.parse_header((ROOT / "csrc" / "trt" / "plugin_identity.h").read_text())
+    return module
 
 
 def visible_gpus() -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
@@ -72,58 +73,6 @@ def log(msg: str) -> None:
 
 def env_flag(name: str, default: str) -> str:
     return os.environ.get(name, default).strip().lower()
-
-
-def nvcc_version(cuda_home: str) -> str | None:
-    nvcc = Path(cuda_home) / "bin" / "nvcc"
-    if not nvcc.exists():
-        return None
-    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, check=False).stdout
-    match = re.search(r"release (\d+\.\d+)", out)
-    return match.group(1) if match else None
-
-
-def is_cuda_toolkit(home: Path) -> bool:
-    """A folder the op can be compiled against: nvcc and the CUDA runtime headers."""
-    return (home / "bin" / "nvcc").exists() and (home / "include" / "cuda_runtime.h").exists()
-
-
-def toolkit_of(nvcc: Path) -> Path | None:
-    """The CUDA toolkit an nvcc on PATH belongs to. The parent of its folder is not it when nvcc is a
-    symlink (resolved here) or a wrapper script that runs the real one (nvcc names its own folder,
-    _HERE_, in a dry run): torch's guess, bin/.. of the PATH entry, is /usr/local for /usr/local/bin/nvcc."""
-    candidates = [nvcc.parent.parent, nvcc.resolve().parent.parent]
-    dry = subprocess.run(
-        [str(nvcc), "--dryrun", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    here = re.search(r"^#\$ _HERE_=(.+)$", dry.stdout + dry.stderr, re.MULTILINE)
-    if here:
-        candidates.append(Path(here.group(1).strip()).resolve().parent)
-    return next((home for home in candidates if is_cuda_toolkit(home)), None)
-
-
-def find_cuda_home(environ: Mapping[str, str] = os.environ) -> tuple[str | None, str | None]:
-    """Where the CUDA toolkit is: CUDA_HOME (or CUDA_PATH) when set, else the toolkit of the nvcc on PATH,
-    else /usr/local/cuda. Returns (toolkit, None); (None, why) when the toolkit pointed at is unusable;
-    (None, None) when there is no nvcc at all."""
-    for var in ("CUDA_HOME", "CUDA_PATH"):
-        if environ.get(var):
-            home = Path(environ[var])
-            if is_cuda_toolkit(home):
-                return str(home), None
-            return None, f"{var}={home} is not a CUDA toolkit (it needs bin/nvcc and include/cuda_runtime.h)"
-    nvcc = shutil.which("nvcc", path=environ.get("PATH", os.defpath))
-    if nvcc:
-        home = toolkit_of(Path(nvcc))
-        if home is None:
-            return None, f"nvcc at {nvcc} belongs to no CUDA toolkit with include/cuda_runtime.h"
-        return str(home), None
-    if is_cuda_toolkit(Path("/usr/local/cuda")):
-        return "/usr/local/cuda", None
-    return None, None
 
 
 def resolve_cuda() -> tuple[bool, str | None, str | None]:
@@ -161,13 +110,12 @@ def resolve_cuda() -> tuple[bool, str | None, str | None]:
         arch_list = resolve_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), *visible_gpus())
     except ValueError as exc:
         sys.exit(str(exc))
-    # torch's extension builder compiles the op for exactly this list; the plugin gets the same string.
-    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
     return True, nvcc, arch_list
 
 
 def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_libs: dict[str, str]) -> dict:
     """What torch_mish.build_info() will report; written by BuildExt once the build has succeeded."""
+    identity = plugin_identity()
     return {
         "torch_version": torch.__version__,
         "torch_cuda": torch.version.cuda,
@@ -176,7 +124,11 @@ def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_lib
         "arch_list": arch_list,  # what the op's CUDA kernels and every plugin library were compiled for
         "tensorrt_plugins": sorted(trt_libs),
         "tensorrt_include_dirs": trt_libs,  # plugin library -> the TensorRT headers it was built with
-        **plugin_identity(),  # plugin_name, plugin_version, plugin_namespace, plugin_format_version
+        # What the plugin libraries were compiled with (torch_mish/_plugin_identity.py at build time).
+        "plugin_name": identity.PLUGIN_NAME,
+        "plugin_version": identity.PLUGIN_VERSION,
+        "plugin_namespace": identity.PLUGIN_NAMESPACE,
+        "plugin_format_version": identity.FORMAT_VERSION,
     }
 
 
@@ -197,11 +149,15 @@ def extension() -> cpp_extension.CppExtension:
         "csrc/ops/batch_norm_mish.cpp",
         "csrc/ops/mish_cpu.cpp",
     ]
+    # One translation of the list into nvcc flags, for the op's CUDA sources and the plugin's alike
+    # (given arch flags, torch's extension builder adds none of its own).
+    gencode = gencode_flags(arch_list) if with_cuda else []
     if with_cuda:
         sources += ["csrc/ops/mish_cuda.cpp", "csrc/kernels/mish_launch.cu"]
+        nvcc_flags += gencode
 
     targets = plugin_targets(with_cuda, log=log)
-    BuildExt.plugin_targets, BuildExt.arch_list = targets, arch_list
+    BuildExt.plugin_targets, BuildExt.gencode = targets, gencode
     BuildExt.info = build_info(with_cuda, nvcc, arch_list, {t.library: str(t.include_dir) for t in targets})
     trt_libs = [t.library for t in targets]
     log(
@@ -223,7 +179,7 @@ class BuildExt(cpp_extension.BuildExtension):
 
     # Set by extension(): what was resolved and printed is what gets built and recorded.
     plugin_targets: list = []
-    arch_list: str | None = None
+    gencode: list[str] = []
     info: dict = {}
 
     def run(self) -> None:
@@ -233,7 +189,7 @@ class BuildExt(cpp_extension.BuildExtension):
         # wheel built after a CUDA build shipped the old plugins from setuptools' build/ folder).
         for stale in (package_dir / "lib").glob("libtorch_mish_trt*.so"):
             stale.unlink()
-        build_plugins(package_dir / "lib", self.plugin_targets, self.arch_list, log=log)
+        build_plugins(package_dir / "lib", self.plugin_targets, self.gencode, plugin_identity().MACROS, log=log)
         # Last, so that a failed build leaves the previous build's description with the previous library.
         write_build_info(package_dir, self.info)
 

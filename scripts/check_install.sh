@@ -55,8 +55,8 @@ EXPECTED="$WORK/expected-files.txt"
 
 # The sdist must hold everything a build needs.
 tar -tzf "$SDIST" | sed 's|^[^/]*/||' | sort >"$WORK/sdist-files.txt"
-for required in setup.py pyproject.toml LICENSE README.md MANIFEST.in csrc/cuda_arch.py csrc/trt/build.py \
-  csrc/trt/plugin_identity.h $(cd "$ROOT" && git ls-files csrc) $(cat "$EXPECTED"); do
+for required in setup.py pyproject.toml LICENSE README.md MANIFEST.in \
+  $(cd "$ROOT" && git ls-files csrc build_helpers) $(cat "$EXPECTED"); do
   grep -qxF "$required" "$WORK/sdist-files.txt" || fail "the sdist lacks $required"
 done
 if grep -E '\.(so|o)$|_build_info\.py$' "$WORK/sdist-files.txt"; then fail "the sdist holds build outputs (above)"; fi

@@ -24,8 +24,13 @@ def version_field(value: int = 1, field_type: int = FIELD_INT32, length: int = 1
 
 
 def test_creator_identity(harness) -> None:  # noqa: ANN001
+    """The library reports the identity torch_mish/_plugin_identity.py defines (the build compiles it in)."""
+    from torch_mish import _plugin_identity as ident
+
     h = harness.lib
-    assert (h.h_creator_name(), h.h_creator_version(), h.h_creator_namespace()) == (b"TorchMish", b"1", b"torch_mish")
+    expected = (ident.PLUGIN_NAME, ident.PLUGIN_VERSION, ident.PLUGIN_NAMESPACE)
+    assert (h.h_creator_name(), h.h_creator_version(), h.h_creator_namespace()) == tuple(v.encode() for v in expected)
+    assert expected == ("TorchMish", "1", "torch_mish")  # what engines and ONNX files already name
     assert h.h_creator_field_count() == 1
 
 

@@ -5,7 +5,7 @@
 
 Writes benchmarks/results/inference.{csv,md,env.json} and inference.png (--out-name changes the stem).
 
-Models: torch_mish.models.YOLOv4CSP, or darknet cfgs through torch_mish.darknet.Darknet when that
+Models: YOLOv4CSP (benchmarks/yolov4_csp.py), or darknet cfgs through torch_mish.darknet.Darknet when that
 module exists ("darknet:yolov4-csp", "darknet:yolov4x-mish"). Each model is built once per
 activation (Mish modules swapped for the activation), put in eval mode, conv-BN folded as a deployer
 would (every Conv2d followed by its BatchNorm2d becomes one Conv2d with a bias), converted to the
@@ -116,11 +116,11 @@ def build_model(name: str, activation: str, width: float, depth: float) -> nn.Mo
     factory = activation_factory(activation)
     torch.manual_seed(0)
     if name == "YOLOv4CSP":
-        from torch_mish.models import YOLOv4CSP
+        from yolov4_csp import YOLOv4CSP
 
         return YOLOv4CSP(width=width, depth=depth, act=factory)
     if name == "tiny":  # a few Conv-BN-activation blocks with a residual: dry runs of this script on a CPU
-        from torch_mish.models.yolov4_csp import Bottleneck, ConvBnAct
+        from yolov4_csp import Bottleneck, ConvBnAct
 
         return nn.Sequential(
             ConvBnAct(3, 8, 3, 2, act=factory), Bottleneck(8, True, factory), ConvBnAct(8, 16, 3, 2, act=factory)

@@ -14,7 +14,7 @@ dtype (weights and input, channels_last) and run under torch.no_grad().
 Paths: eager; torch.compile (default, and mode="max-autotune", which also captures CUDA graphs);
 cudagraphs = torch.compile(mode="reduce-overhead"); aoti-python = torch.export ->
 aoti_compile_and_package -> torch_mish.aoti.load_package; aoti-cpp = the same package run by the C++ runner
-(benchmarks/aoti/runner.cpp, no Python), which loads torch_mish's op library first. torch_mish.Mish
+(examples/aoti/runner.cpp, no Python), which loads torch_mish's op library first. torch_mish.Mish
 runs as shipped: Inductor fuses the op's decomposition (torch_mish/_inductor.py) on every compiled
 path. "torch_mish.Mish [kernel]" (AOTInductor, --kernel-batches) keeps torch_mish's CUDA kernel as an
 extern call instead (TORCH_MISH_INDUCTOR_DECOMPOSE=0).

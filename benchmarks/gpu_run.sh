@@ -91,7 +91,7 @@ for stage in "$@"; do
       timeout 300 $PY -m pytest tests/test_distributed.py tests/test_concurrency.py -v -rs -p no:cacheprovider > "$OUT/distributed.log" 2>&1
       status=$((status | $?)); grep -E "PASS|FAIL|SKIP|ERROR|passed|failed" "$OUT/distributed.log" | tail -14 ;;
     aoti)  # the C++ runner, the AOTInductor probe (load crash, op kept or decomposed), tests/test_aoti.py
-      bash benchmarks/aoti/build.sh out/aoti/aoti_runner > "$OUT/aoti_runner_build.log" 2>&1 || { tail -20 "$OUT/aoti_runner_build.log"; status=1; }
+      bash examples/aoti/build.sh out/aoti/aoti_runner > "$OUT/aoti_runner_build.log" 2>&1 || { tail -20 "$OUT/aoti_runner_build.log"; status=1; }
       timeout 300 $PY benchmarks/aoti_probe.py --out out/aoti > "$OUT/aoti_probe.log" 2>&1; status=$((status | $?))
       cp out/aoti/aoti_probe.json out/aoti/aoti_probe.md "$OUT/" 2>/dev/null; grep -v "^W[0-9]" "$OUT/aoti_probe.log" | tail -14
       TORCH_MISH_AOTI_RUNNER=$PWD/out/aoti/aoti_runner timeout 400 $PY -m pytest tests/test_aoti.py -v -rs -p no:cacheprovider \

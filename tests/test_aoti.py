@@ -1,5 +1,5 @@
 """AOTInductor: torch.ops.mish in packages built by aoti_compile_and_package, run from Python (in this
-process and a fresh one) and from C++ (benchmarks/aoti/runner.cpp), both ways the op can go: kept as
+process and a fresh one) and from C++ (examples/aoti/runner.cpp), both ways the op can go: kept as
 torch_mish's kernel (an extern call) or decomposed by Inductor (torch_mish/_inductor.py)."""
 
 from __future__ import annotations
@@ -228,10 +228,10 @@ def runner_binary(tmp_path: Path) -> Path:
     if prebuilt and Path(prebuilt).exists():
         return Path(prebuilt)
     if shutil.which(os.environ.get("CXX", "g++")) is None:
-        pytest.skip("no C++ compiler to build benchmarks/aoti/runner.cpp")
+        pytest.skip("no C++ compiler to build examples/aoti/runner.cpp")
     out = tmp_path / "aoti_runner"
     proc = subprocess.run(
-        ["bash", str(ROOT / "benchmarks/aoti/build.sh"), str(out)],
+        ["bash", str(ROOT / "examples/aoti/build.sh"), str(out)],
         capture_output=True,
         text=True,
         timeout=600,

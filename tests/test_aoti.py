@@ -174,6 +174,7 @@ def test_load_package_makes_libstdcxx_global(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "True"
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
     """The op alone in float32 on the CPU: the kernel variant is bit-identical to eager (it calls the
@@ -197,6 +198,7 @@ def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
 # ------------------------------------------------------------------------------- AOTInductor, CUDA
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
@@ -210,6 +212,7 @@ def test_aoti_cuda_every_half_value(dtype: torch.dtype, lowered: bool, tmp_path:
         assert torch.equal(y.view(torch.int16), torch_mish.mish(x).cpu().view(torch.int16))
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @requires_cuda
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cuda_conv_model(lowered: bool, tmp_path: Path) -> None:
@@ -241,6 +244,7 @@ def runner_binary(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # an AOTInductor compile, and the runner built unless TORCH_MISH_AOTI_RUNNER names one
 @requires_cuda
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cuda_cpp_runner(lowered: bool, tmp_path: Path) -> None:

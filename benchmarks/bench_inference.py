@@ -999,8 +999,8 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         env = cuda_environment()
     else:
         env = {"device": "cpu", "torch": torch.__version__, "torch_mish": torch_mish.__version__}
-    # A copied checkout (the device machine's) can carry older git metadata than its files: the
-    # caller then names the commit (TORCH_MISH_BENCH_COMMIT=$(git rev-parse --short HEAD) where it ran from).
+    # A checkout copied to the GPU machine can hold older git metadata than its files: the caller
+    # then names the commit (TORCH_MISH_BENCH_COMMIT=$(git rev-parse --short HEAD) where it was copied from).
     git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
     env["darknet"] = str(darknet_available())

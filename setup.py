@@ -92,7 +92,7 @@ def resolve_cuda() -> tuple[bool, str | None, str | None]:
     if torch.version.cuda is None:
         problems.append(f"torch {torch.__version__} is a CPU-only build")
     if nvcc is None:
-        problems.append("no nvcc found (set CUDA_HOME)")
+        problems.append(unusable or "no nvcc found (set CUDA_HOME)")
     if problems:
         if mode == "1":
             sys.exit("TORCH_MISH_CUDA=1 but " + " and ".join(problems))

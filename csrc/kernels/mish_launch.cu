@@ -17,13 +17,10 @@ namespace mish {
 namespace {
 
 constexpr int kThreads = 256;
-// 16-byte vectors per thread (of each input). The one-input (forward) kernel takes one, as ATen's
-// vectorized kernels do: 2, 4 or 8 measured 3-5 % slower on an H200 at 64 and 256 Mi elements, for
-// a copy and ReLU as much as for Mish (benchmarks/forward_structure_probe.py,
-// benchmarks/results/forward_structure.md). The two-input (backward) kernels take two: in bfloat16,
-// one measured 1.12-1.13x ReLU's backward time, four 1.03-1.06x, two 0.99-1.03x
-// (benchmarks/results/kernels_backward_unroll.md). BatchNormMish's backward kernel keeps the four
-// it was measured with (benchmarks/results/batchnorm_mish.md); the scalar path, for unaligned
+// 16-byte vectors per thread (of each input), each count the fastest measured for its kernel. The
+// one-input (forward) kernel takes one, as ATen's vectorized kernels do: more made a copy and ReLU
+// slower as much as Mish. The two-input (backward) kernels take two, faster than one or four.
+// BatchNormMish's backward kernel keeps the four it was measured with; the scalar path, for unaligned
 // pointers, 4 elements.
 constexpr int kBinaryUnroll = 2;
 constexpr int kAffineUnroll = 4;
@@ -39,8 +36,8 @@ template <typename C>
 __device__ __forceinline__ C to_compute(__half v) {
   return static_cast<C>(__half2float(v));
 }
-// bfloat16 is the top half of a float: widen with a shift. (The conversion instruction measured
-// 1.4x slower in the backward kernel on an H200: it competes with exp and rcp for the same pipe.)
+// bfloat16 is the top half of a float: widen with a shift. (The conversion instruction made the
+// backward kernel slower: it competes with exp and rcp for the same pipe.)
 template <typename C>
 __device__ __forceinline__ C to_compute(__nv_bfloat16 v) {
   return static_cast<C>(__uint_as_float(static_cast<unsigned>(__bfloat16_as_ushort(v)) << 16));
@@ -152,9 +149,9 @@ __global__ void __launch_bounds__(kThreads)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Blocks for `vectors` accesses, `per_thread` per thread: one tile per block. A grid capped at 32
-// blocks per SM (grid-stride loop) measured 4 % slower in float32 on an H100 (benchmarks/README.md);
-// the kernels' loop now only serves more than 2^31 - 1 tiles.
+// Blocks for `vectors` accesses, `per_thread` per thread: one tile per block. A grid capped at a few
+// blocks per SM (grid-stride loop) measured slower; the kernels' loop only serves more than
+// 2^31 - 1 tiles.
 unsigned grid_blocks(int64_t vectors, int per_thread) {
   const int64_t tile = int64_t{kThreads} * per_thread;
   const int64_t tiles = (vectors + tile - 1) / tile;

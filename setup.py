@@ -4,14 +4,15 @@ TensorRT plugin library.
 Knobs (environment variables):
   TORCH_MISH_CUDA        auto (default): CUDA kernels when nvcc and a CUDA build of torch are present;
                          1: require them; 0: CPU-only build.
+  CUDA_HOME              the CUDA toolkit. Default: the toolkit of the nvcc on PATH, else /usr/local/cuda.
   TORCH_CUDA_ARCH_LIST   GPU architectures ("8.0;9.0+PTX", ';' or space separated). Default: the visible
-                         GPUs, or csrc/cuda_arch.DEFAULT_ARCH_LIST when none is visible. Resolved once
-                         (csrc/cuda_arch.py) for the op and the TensorRT plugin, and recorded in
+                         GPUs, or build_helpers/cuda.DEFAULT_ARCH_LIST when none is visible. Resolved once,
+                         into one set of nvcc flags for the op and the TensorRT plugin, and recorded in
                          torch_mish.build_info()["arch_list"].
   TORCH_MISH_DEBUG       1: -O0 -g (host) and -G (device).
   TENSORRT_INCLUDE_DIR   TensorRT include folder(s), os.pathsep-separated, one plugin library per
                          TensorRT major version found (see csrc/trt/README.md). Unset: $TENSORRT_ROOT/include,
-                         then the Debian/RPM package and tar archive locations (csrc/trt/build.py).
+                         then the Debian/RPM package and tar archive locations (build_helpers/tensorrt_plugin.py).
   MAX_JOBS               parallel compile jobs (default: CPU count).
 """
 
@@ -21,8 +22,8 @@ import importlib.util
 import os
 import re
 import shutil
-import subprocess
 import sys
+import types
 from pathlib import Path
 
 import torch
@@ -30,10 +31,10 @@ from setuptools import setup
 from torch.utils import cpp_extension
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # the build helpers in csrc/ live beside their sources
+sys.path.insert(0, str(ROOT))  # build_helpers/ sits beside setup.py, in the checkout and the sdist
 
-from csrc.cuda_arch import resolve_arch_list  # noqa: E402
-from csrc.trt.build import build_plugins, plugin_targets  # noqa: E402
+from build_helpers.cuda import find_cuda_home, gencode_flags, nvcc_version, resolve_arch_list  # noqa: E402
+from build_helpers.tensorrt_plugin import build_plugins, plugin_targets  # noqa: E402
 
 PACKAGE = "torch_mish"
 
@@ -48,12 +49,13 @@ def limited_api() -> tuple[str, str]:
     return f"cp{major}{minor}", f"0x{major:02X}{minor:02X}0000"
 
 
-def plugin_identity() -> dict[str, object]:
-    """The TensorRT plugin's name/version/namespace/format version from csrc/trt/plugin_identity.h."""
+def plugin_identity() -> types.ModuleType:
+    """torch_mish/_plugin_identity.py, the plugin identity's one definition, read without importing
+    torch_mish (whose import needs this build)."""
     spec = importlib.util.spec_from_file_location("_torch_mish_plugin_identity", ROOT / PACKAGE / "_plugin_identity.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.parse_header((ROOT / "csrc" / "trt" / "plugin_identity.h").read_text())
+    return module
 
 
 def visible_gpus() -> tuple[list[tuple[int, int]], tuple[int, int] | None]:
@@ -73,15 +75,6 @@ def env_flag(name: str, default: str) -> str:
     return os.environ.get(name, default).strip().lower()
 
 
-def nvcc_version(cuda_home: str) -> str | None:
-    nvcc = Path(cuda_home) / "bin" / "nvcc"
-    if not nvcc.exists():
-        return None
-    out = subprocess.run([str(nvcc), "--version"], capture_output=True, text=True, check=False).stdout
-    match = re.search(r"release (\d+\.\d+)", out)
-    return match.group(1) if match else None
-
-
 def resolve_cuda() -> tuple[bool, str | None, str | None]:
     """Decide whether to compile CUDA kernels and for which architectures; fail early on an inconsistent
     toolchain. Returns (CUDA kernels?, nvcc version, resolved arch list)."""
@@ -90,15 +83,16 @@ def resolve_cuda() -> tuple[bool, str | None, str | None]:
         sys.exit(f"TORCH_MISH_CUDA must be auto, 0 or 1, got {mode!r}")
     if mode == "0":
         return False, None, None
-    cuda_home = os.environ.get("CUDA_HOME") or cpp_extension.CUDA_HOME
-    if not cuda_home and Path("/usr/local/cuda/bin/nvcc").exists():
-        cuda_home = "/usr/local/cuda"
+    cuda_home, unusable = find_cuda_home()
+    if unusable and (mode == "1" or torch.version.cuda is not None):
+        # One line, before anything is compiled (the compiler's "cuda_runtime.h: No such file" is not).
+        sys.exit(f"{unusable}: set CUDA_HOME to the CUDA toolkit, or build CPU-only with TORCH_MISH_CUDA=0")
     nvcc = nvcc_version(cuda_home) if cuda_home else None
     problems = []
     if torch.version.cuda is None:
         problems.append(f"torch {torch.__version__} is a CPU-only build")
     if nvcc is None:
-        problems.append("no nvcc found (set CUDA_HOME)")
+        problems.append(unusable or "no nvcc found (set CUDA_HOME)")
     if problems:
         if mode == "1":
             sys.exit("TORCH_MISH_CUDA=1 but " + " and ".join(problems))
@@ -116,13 +110,12 @@ def resolve_cuda() -> tuple[bool, str | None, str | None]:
         arch_list = resolve_arch_list(os.environ.get("TORCH_CUDA_ARCH_LIST"), *visible_gpus())
     except ValueError as exc:
         sys.exit(str(exc))
-    # torch's extension builder compiles the op for exactly this list; the plugin gets the same string.
-    os.environ["TORCH_CUDA_ARCH_LIST"] = arch_list
     return True, nvcc, arch_list
 
 
 def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_libs: dict[str, str]) -> dict:
     """What torch_mish.build_info() will report; written by BuildExt once the build has succeeded."""
+    identity = plugin_identity()
     return {
         "torch_version": torch.__version__,
         "torch_cuda": torch.version.cuda,
@@ -131,7 +124,11 @@ def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_lib
         "arch_list": arch_list,  # what the op's CUDA kernels and every plugin library were compiled for
         "tensorrt_plugins": sorted(trt_libs),
         "tensorrt_include_dirs": trt_libs,  # plugin library -> the TensorRT headers it was built with
-        **plugin_identity(),  # plugin_name, plugin_version, plugin_namespace, plugin_format_version
+        # What the plugin libraries were compiled with (torch_mish/_plugin_identity.py at build time).
+        "plugin_name": identity.PLUGIN_NAME,
+        "plugin_version": identity.PLUGIN_VERSION,
+        "plugin_namespace": identity.PLUGIN_NAMESPACE,
+        "plugin_format_version": identity.FORMAT_VERSION,
     }
 
 
@@ -152,11 +149,15 @@ def extension() -> cpp_extension.CppExtension:
         "csrc/ops/batch_norm_mish.cpp",
         "csrc/ops/mish_cpu.cpp",
     ]
+    # One translation of the list into nvcc flags, for the op's CUDA sources and the plugin's alike
+    # (given arch flags, torch's extension builder adds none of its own).
+    gencode = gencode_flags(arch_list) if with_cuda else []
     if with_cuda:
         sources += ["csrc/ops/mish_cuda.cpp", "csrc/kernels/mish_launch.cu"]
+        nvcc_flags += gencode
 
     targets = plugin_targets(with_cuda, log=log)
-    BuildExt.plugin_targets, BuildExt.arch_list = targets, arch_list
+    BuildExt.plugin_targets, BuildExt.gencode = targets, gencode
     BuildExt.info = build_info(with_cuda, nvcc, arch_list, {t.library: str(t.include_dir) for t in targets})
     trt_libs = [t.library for t in targets]
     log(
@@ -178,7 +179,7 @@ class BuildExt(cpp_extension.BuildExtension):
 
     # Set by extension(): what was resolved and printed is what gets built and recorded.
     plugin_targets: list = []
-    arch_list: str | None = None
+    gencode: list[str] = []
     info: dict = {}
 
     def run(self) -> None:
@@ -188,7 +189,7 @@ class BuildExt(cpp_extension.BuildExtension):
         # wheel built after a CUDA build shipped the old plugins from setuptools' build/ folder).
         for stale in (package_dir / "lib").glob("libtorch_mish_trt*.so"):
             stale.unlink()
-        build_plugins(package_dir / "lib", self.plugin_targets, self.arch_list, log=log)
+        build_plugins(package_dir / "lib", self.plugin_targets, self.gencode, plugin_identity().MACROS, log=log)
         # Last, so that a failed build leaves the previous build's description with the previous library.
         write_build_info(package_dir, self.info)
 

@@ -12,7 +12,7 @@ Every step runs in its own process (a crash ends only that step, and its exit st
    at compile time). For a crash: the model library opened alone (ctypes, static initializers), the
    CUDA container runner on the extracted library (no package loader), the package's metadata only,
    and a native backtrace (an LD_PRELOAD SIGSEGV handler; with --gdb also cuda-gdb's).
-3. C++: benchmarks/aoti/runner.cpp (built by benchmarks/aoti/build.sh) runs each CUDA package
+3. C++: examples/aoti/runner.cpp (built by examples/aoti/build.sh) runs each CUDA package
    without Python, output compared with eager.
 Writes <out>/aoti_probe.json and aoti_probe.md; prints the summary table last.
 """
@@ -376,7 +376,7 @@ def run_cpp(runner: Path, name: str, workdir: Path) -> dict[str, object]:
 def main() -> None:  # noqa: PLR0912 - one driver, step by step
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="out/aoti")
-    parser.add_argument("--runner", default="out/aoti/aoti_runner", help="the C++ runner (benchmarks/aoti/build.sh)")
+    parser.add_argument("--runner", default="out/aoti/aoti_runner", help="the C++ runner (examples/aoti/build.sh)")
     parser.add_argument("--gdb", action="store_true", help="also take a cuda-gdb backtrace of a crashing load")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--step", choices=sorted(STEPS), help=argparse.SUPPRESS)

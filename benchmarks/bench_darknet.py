@@ -18,9 +18,9 @@ from collections.abc import Callable
 import torch
 from common import environment, write_table
 from torch import nn
+from yolov4_csp import YOLOv4CSP
 
 from torch_mish.darknet import Darknet, packaged_cfg
-from torch_mish.models import YOLOv4CSP
 
 
 def step_fn(model: nn.Module, mode: str, dtype: torch.dtype, x: torch.Tensor) -> Callable[[], None]:

@@ -5,7 +5,7 @@
 
 Writes benchmarks/results/inference.{csv,md,env.json} and plots/inference.png (--out-name changes the stem).
 
-Models: torch_mish.models.YOLOv4CSP, or darknet cfgs through torch_mish.darknet.Darknet when that
+Models: YOLOv4CSP (benchmarks/yolov4_csp.py), or darknet cfgs through torch_mish.darknet.Darknet when that
 module exists ("darknet:yolov4-csp", "darknet:yolov4x-mish"). Each model is built once per
 activation (Mish modules swapped for the activation), put in eval mode, conv-BN folded as a deployer
 would (every Conv2d followed by its BatchNorm2d becomes one Conv2d with a bias), converted to the
@@ -14,7 +14,7 @@ dtype (weights and input, channels_last) and run under torch.no_grad().
 Paths: eager; torch.compile (default, and mode="max-autotune", which also captures CUDA graphs);
 cudagraphs = torch.compile(mode="reduce-overhead"); aoti-python = torch.export ->
 aoti_compile_and_package -> torch_mish.aoti.load_package; aoti-cpp = the same package run by the C++ runner
-(benchmarks/aoti/runner.cpp, no Python), which loads torch_mish's op library first. torch_mish.Mish
+(examples/aoti/runner.cpp, no Python), which loads torch_mish's op library first. torch_mish.Mish
 runs as shipped: Inductor fuses the op's decomposition (torch_mish/_inductor.py) on every compiled
 path. "torch_mish.Mish [kernel]" (AOTInductor, --kernel-batches) keeps torch_mish's CUDA kernel as an
 extern call instead (TORCH_MISH_INDUCTOR_DECOMPOSE=0).
@@ -116,11 +116,11 @@ def build_model(name: str, activation: str, width: float, depth: float) -> nn.Mo
     factory = activation_factory(activation)
     torch.manual_seed(0)
     if name == "YOLOv4CSP":
-        from torch_mish.models import YOLOv4CSP
+        from yolov4_csp import YOLOv4CSP
 
         return YOLOv4CSP(width=width, depth=depth, act=factory)
     if name == "tiny":  # a few Conv-BN-activation blocks with a residual: dry runs of this script on a CPU
-        from torch_mish.models.yolov4_csp import Bottleneck, ConvBnAct
+        from yolov4_csp import Bottleneck, ConvBnAct
 
         return nn.Sequential(
             ConvBnAct(3, 8, 3, 2, act=factory), Bottleneck(8, True, factory), ConvBnAct(8, 16, 3, 2, act=factory)
@@ -1007,8 +1007,8 @@ def environment(args: argparse.Namespace) -> dict[str, str]:
         env = cuda_environment()
     else:
         env = {"device": "cpu", "torch": torch.__version__, "torch_mish": torch_mish.__version__}
-    # A copied checkout (the device machine's) can carry older git metadata than its files: the
-    # caller then names the commit (TORCH_MISH_BENCH_COMMIT=$(git rev-parse --short HEAD) where it ran from).
+    # A checkout copied to the GPU machine can hold older git metadata than its files: the caller
+    # then names the commit (TORCH_MISH_BENCH_COMMIT=$(git rev-parse --short HEAD) where it was copied from).
     git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
     env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
     env["darknet"] = str(darknet_available())

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from common import RESULTS, environment, write_table
 from torch import nn
+from yolov4_csp import YOLOv4CSP
 
 import torch_mish
-from torch_mish.models import YOLOv4CSP
 
 
 class ComposedMish(nn.Module):

@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# One GPU session's work, in stages (the device machine starts bare: build first).
-#   bash benchmarks/gpu_run.sh build tests sanitize initcheck_probe kernels batchnorm_mish training demo
+# The GPU work on a machine with an NVIDIA GPU and a CUDA toolkit, in stages (build first on a fresh
+# checkout or environment):
+#   bash benchmarks/gpu_run.sh build tests tests_slow sanitize initcheck_probe kernels batchnorm_mish training demo
 #   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
-#   bash benchmarks/gpu_run.sh build max_autotune     (one call of its own; resumable, see the stage)
+#   bash benchmarks/gpu_run.sh build max_autotune     (a run of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
 #   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT)
-# Logs and results go to out/gpu; with $OUT set (the device tool's return folder, which takes few
-# files) they are packed into $OUT/gpu.tgz at the end.
+# Logs and results go to out/gpu. With OUT set to a folder, they are also packed into one archive,
+# $OUT/gpu.tgz, at the end (for copying the results off the machine).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-RETURN_DIR=${OUT:-}
+ARCHIVE_DIR=${OUT:-}
 OUT=out/gpu
 mkdir -p "$OUT"
-pack() { [ -n "$RETURN_DIR" ] && tar czf "$RETURN_DIR/gpu.tgz" -C out gpu demo_gpu/summary.json 2>/dev/null; }
+pack() { [ -n "$ARCHIVE_DIR" ] && tar czf "$ARCHIVE_DIR/gpu.tgz" -C out gpu demo_gpu/summary.json 2>/dev/null; }
 trap pack EXIT
 export PYTHONUNBUFFERED=1 CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
 export MAX_JOBS=${MAX_JOBS:-16}
@@ -27,11 +28,16 @@ for stage in "$@"; do
     build)
       $PY -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
       $PY -c 'import torch_mish; print(torch_mish.build_info())' ;;
-    tests)  # with pytest-xdist: 12 workers (the kernel, autograd, compile and AOTI tests took 277 s)
-      # and one line per result, so a failure's name is in the log when the timeout cuts the summary
+    tests|tests_slow)  # tests: the suite without the tests marked slow (AOTInductor compiles, 4 GiB
+      # tensors, the whole CPU demo), which tests_slow runs. With pytest-xdist: 12 workers and one line
+      # per result, so a failure's name is in the log when the timeout cuts the summary; the slowest
+      # tests are listed at the end (--durations), for the next one to mark.
       args=(-q); $PY -c "import xdist" 2>/dev/null && args=(-n "${PYTEST_WORKERS:-12}" -v -p no:benchmark)
-      timeout 420 $PY -m pytest tests -rfs -p no:cacheprovider "${args[@]}" 2>&1 | grep -v '^DEBUG' > "$OUT/pytest.log"
-      status=$((status | $?)); grep -E "(FAILED|ERROR) tests/" "$OUT/pytest.log" | sort -u | head -20; tail -3 "$OUT/pytest.log" ;;
+      marks="not slow"; limit=420; [ $stage = tests_slow ] && { marks=slow; limit=560; }
+      timeout $limit $PY -m pytest tests -m "$marks" -rfs -p no:cacheprovider --durations=25 "${args[@]}" 2>&1 \
+        | grep -v '^DEBUG' > "$OUT/pytest_$stage.log"
+      status=$((status | $?)); grep -E "(FAILED|ERROR) tests/" "$OUT/pytest_$stage.log" | sort -u | head -20
+      tail -3 "$OUT/pytest_$stage.log" ;;
     sanitize)
       # initcheck runs unfiltered: with --kernel-regex it does not see the writes of the filtered-out
       # kernels (randn, copies), and reports every read of their output as uninitialized.
@@ -103,7 +109,7 @@ for stage in "$@"; do
       timeout 300 $PY -m pytest tests/test_distributed.py tests/test_concurrency.py -v -rs -p no:cacheprovider > "$OUT/distributed.log" 2>&1
       status=$((status | $?)); grep -E "PASS|FAIL|SKIP|ERROR|passed|failed" "$OUT/distributed.log" | tail -14 ;;
     aoti)  # the C++ runner, the AOTInductor probe (load crash, op kept or decomposed), tests/test_aoti.py
-      bash benchmarks/aoti/build.sh out/aoti/aoti_runner > "$OUT/aoti_runner_build.log" 2>&1 || { tail -20 "$OUT/aoti_runner_build.log"; status=1; }
+      bash examples/aoti/build.sh out/aoti/aoti_runner > "$OUT/aoti_runner_build.log" 2>&1 || { tail -20 "$OUT/aoti_runner_build.log"; status=1; }
       timeout 300 $PY benchmarks/aoti_probe.py --out out/aoti > "$OUT/aoti_probe.log" 2>&1; status=$((status | $?))
       cp out/aoti/aoti_probe.json out/aoti/aoti_probe.md "$OUT/" 2>/dev/null; grep -v "^W[0-9]" "$OUT/aoti_probe.log" | tail -14
       TORCH_MISH_AOTI_RUNNER=$PWD/out/aoti/aoti_runner timeout 400 $PY -m pytest tests/test_aoti.py -v -rs -p no:cacheprovider \
@@ -115,13 +121,12 @@ for stage in "$@"; do
     max_autotune)  # detector cells under mode="max-autotune", the three activations of a cell one after
       # another; MAX_AUTOTUNE_CELLS="model/dtype/batch ..." (default: yolov4-csp/fp16/16, or the one cell
       # MAX_AUTOTUNE_MODEL/_DTYPE/_BATCH) runs its cells side by side, one GPU each. A search can outlast
-      # one device call (batch 16, or any without the ptxas setting below): the Inductor cache stays in
-      # out/inductor_cache (a call sent while the machine is still held resumes from it) and is packed,
-      # without compiled binaries, as out/inductor_cache.tgz, which a later call can carry
-      # (MAX_AUTOTUNE_RETURN_CACHE=1 returns it; the default for a one-cell run, so that a search
-      # survives the machine being released between calls, which can happen even between calls sent
-      # back to back: carry the last returned cache on every resend; an unpacked out/inductor_cache on
-      # a still-held machine takes precedence). MAX_AUTOTUNE_PROFILE=1
+      # one run of this script (batch 16, or any without the ptxas setting below): the Inductor cache
+      # stays in out/inductor_cache (a rerun on the same machine resumes from it) and is packed, without
+      # compiled binaries, as out/inductor_cache.tgz, which a run on a fresh machine resumes from when
+      # it is put back in out/ (MAX_AUTOTUNE_RETURN_CACHE=1 also copies it into $OUT; the default for a
+      # one-cell run, so that a search can continue on another machine; an unpacked
+      # out/inductor_cache takes precedence over the archive). MAX_AUTOTUNE_PROFILE=1
       # adds each group's torch.profiler kernel summary. BENCH_STACK_DUMP_S=N logs each group's Python
       # stacks every N s (faulthandler; diagnosis only: one group died with SIGSEGV during a dump).
       # BENCH_AWAIT_COMPILE_POOL=1 waits for Inductor's compile worker pool before compiling (the
@@ -167,12 +172,12 @@ print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin"
         echo "--- $name"; grep -v "^W[0-9]" "$OUT/$name.log" | tail -8
       done
       tar czf out/inductor_cache.tgz --exclude=triton -C out inductor_cache
-      # the device tool returns files of at most 16 MiB: the cache comes back in parts (cat them into
-      # out/inductor_cache.tgz before carrying it); the return's total limit cut the two-cell
-      # yolov4x-mish cache (five parts, the last left out), so return one cell's cache at a time
-      return_cache=0; [ ${#names[@]} = 1 ] && return_cache=1
-      if [ "${MAX_AUTOTUNE_RETURN_CACHE:-$return_cache}" = 1 ] && [ -n "$RETURN_DIR" ]; then
-        split -b 15M out/inductor_cache.tgz "$RETURN_DIR/inductor_cache.tgz.part-"
+      # Copied in 15 MiB parts, for transfers that limit a file's size (cat them back into
+      # out/inductor_cache.tgz); by default only a one-cell run's cache, as several cells' caches
+      # together can outgrow what such a transfer takes.
+      copy_cache=0; [ ${#names[@]} = 1 ] && copy_cache=1
+      if [ "${MAX_AUTOTUNE_RETURN_CACHE:-$copy_cache}" = 1 ] && [ -n "$ARCHIVE_DIR" ]; then
+        split -b 15M out/inductor_cache.tgz "$ARCHIVE_DIR/inductor_cache.tgz.part-"
       fi ;;
     spp_block)  # the SPP block per activation, compile mode and realize_opcount_threshold (its
       # max-autotune rows search one 1x1 convolution shape per dtype)

@@ -32,7 +32,6 @@ from torch import nn
 
 import torch_mish
 from torch_mish.darknet import PACKAGED_CFGS, Darknet, packaged_cfg
-from torch_mish.models import count_layers
 
 CPU_IMAGE_SIZE = 128  # on a CPU the demo runs small; on a GPU at the cfg's own size
 
@@ -255,7 +254,8 @@ def main() -> None:
         model.load_darknet_weights(args.weights)
     if args.checkpoint:
         model.load_state_dict(torch.load(args.checkpoint, map_location="cpu"))
-    convs, n_mish = count_layers(model, (torch_mish.Mish,))
+    convs = sum(isinstance(m, nn.Conv2d) for m in model.modules())
+    n_mish = sum(isinstance(m, torch_mish.Mish) for m in model.modules())
     model = model.to(args.device)
     print(
         f"    {convs} convolutions, {n_mish} torch_mish.Mish layers, {len(model.yolo_layers)} [yolo] heads;"

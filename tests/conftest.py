@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -13,6 +15,9 @@ import torch
 import torch_mish  # noqa: F401 - registers torch.ops.mish for every test
 
 HAS_TORCH_TRT = importlib.util.find_spec("torch_tensorrt") is not None
+# The YOLOv4-CSP workload several tests share with the benchmarks: benchmarks/yolov4_csp.py (appended,
+# so that no benchmark module shadows a test helper).
+sys.path.append(str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """AOTInductor: torch.ops.mish in packages built by aoti_compile_and_package, run from Python (in this
-process and a fresh one) and from C++ (benchmarks/aoti/runner.cpp), both ways the op can go: kept as
+process and a fresh one) and from C++ (examples/aoti/runner.cpp), both ways the op can go: kept as
 torch_mish's kernel (an extern call) or decomposed by Inductor (torch_mish/_inductor.py)."""
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def test_load_package_makes_libstdcxx_global(tmp_path: Path) -> None:
     assert proc.stdout.strip().splitlines()[-1] == "True"
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
     """The op alone in float32 on the CPU: the kernel variant is bit-identical to eager (it calls the
@@ -197,6 +198,7 @@ def test_aoti_cpu(lowered: bool, tmp_path: Path, gen: torch.Generator) -> None:
 # ------------------------------------------------------------------------------- AOTInductor, CUDA
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @requires_cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
@@ -210,6 +212,7 @@ def test_aoti_cuda_every_half_value(dtype: torch.dtype, lowered: bool, tmp_path:
         assert torch.equal(y.view(torch.int16), torch_mish.mish(x).cpu().view(torch.int16))
 
 
+@pytest.mark.slow  # an AOTInductor compile each: gpu_run.sh runs these in its aoti and tests_slow stages
 @requires_cuda
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cuda_conv_model(lowered: bool, tmp_path: Path) -> None:
@@ -228,10 +231,10 @@ def runner_binary(tmp_path: Path) -> Path:
     if prebuilt and Path(prebuilt).exists():
         return Path(prebuilt)
     if shutil.which(os.environ.get("CXX", "g++")) is None:
-        pytest.skip("no C++ compiler to build benchmarks/aoti/runner.cpp")
+        pytest.skip("no C++ compiler to build examples/aoti/runner.cpp")
     out = tmp_path / "aoti_runner"
     proc = subprocess.run(
-        ["bash", str(ROOT / "benchmarks/aoti/build.sh"), str(out)],
+        ["bash", str(ROOT / "examples/aoti/build.sh"), str(out)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -241,6 +244,7 @@ def runner_binary(tmp_path: Path) -> Path:
     return out
 
 
+@pytest.mark.slow  # an AOTInductor compile, and the runner built unless TORCH_MISH_AOTI_RUNNER names one
 @requires_cuda
 @pytest.mark.parametrize("lowered", [False, True], ids=["kernel", "lowered"])
 def test_aoti_cuda_cpp_runner(lowered: bool, tmp_path: Path) -> None:

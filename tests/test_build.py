@@ -1,11 +1,13 @@
-"""The build's single sources of truth: one CUDA architecture list for the op and the TensorRT plugin,
-the plugin identity read from its header, where TensorRT headers are looked for, and the set-up
-script stopping on a failed build."""
+"""The build (setup.py, build_helpers/) and its single sources of truth: the CUDA toolkit found from
+nvcc, one set of arch flags for the op and the TensorRT plugin, the plugin identity defined in Python
+and compiled in, where TensorRT headers are looked for; the set-up script stopping on a failed build,
+and CI building both as a newcomer does (no TensorRT headers) and with them."""
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,8 +22,8 @@ import torch_mish
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from csrc.cuda_arch import DEFAULT_ARCH_LIST, gencode_flags, resolve_arch_list  # noqa: E402
-from csrc.trt import build as trt_build  # noqa: E402
+from build_helpers import tensorrt_plugin as trt_build  # noqa: E402
+from build_helpers.cuda import DEFAULT_ARCH_LIST, find_cuda_home, gencode_flags, resolve_arch_list  # noqa: E402
 
 
 def torch_arch_flags(monkeypatch: pytest.MonkeyPatch, arch_list: str | None) -> list[str]:
@@ -44,7 +46,7 @@ def fake_gpus(monkeypatch: pytest.MonkeyPatch, caps: list[tuple[int, int]], torc
 @pytest.mark.parametrize(
     "arch_list", ["9.0", "8.6;9.0+PTX", "8.0 8.6 8.9", DEFAULT_ARCH_LIST, "9.0a;10.0a+PTX", "12.0+PTX"]
 )
-def test_plugin_flags_equal_the_ops_for_a_given_list(monkeypatch: pytest.MonkeyPatch, arch_list: str) -> None:
+def test_our_flags_mean_what_torch_means_by_a_list(monkeypatch: pytest.MonkeyPatch, arch_list: str) -> None:
     resolved = resolve_arch_list(arch_list, [])
     assert sorted(gencode_flags(resolved)) == torch_arch_flags(monkeypatch, resolved)
     assert sorted(gencode_flags(resolved)) == torch_arch_flags(monkeypatch, arch_list)
@@ -87,9 +89,10 @@ def test_build_info_records_one_arch_list() -> None:
     assert gencode_flags(info["arch_list"])
 
 
-def test_setup_passes_the_resolved_list_to_torch_and_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
-    """setup.resolve_cuda exports the list it resolved (torch compiles the op from the environment), and
-    extension() hands the same string to the plugin build and build_info."""
+def test_setup_gives_the_op_and_the_plugin_the_same_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """extension() resolves the list once and turns it into nvcc flags once: the op's CUDA sources get
+    them (so torch's extension builder adds none of its own), the plugin build the same list, and
+    build_info() the list."""
     import setup
 
     if not Path(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "bin", "nvcc").exists() or torch.version.cuda is None:
@@ -101,58 +104,133 @@ def test_setup_passes_the_resolved_list_to_torch_and_the_plugin(monkeypatch: pyt
     fake_gpus(monkeypatch, [(8, 6)], ["sm_80", "sm_86", "sm_90"])
     monkeypatch.setattr(setup, "plugin_targets", lambda with_cuda, log: [])
     monkeypatch.setattr(setup, "log", lambda msg: None)
-    for attr in ("plugin_targets", "arch_list", "info"):
+    for attr in ("plugin_targets", "gencode", "info"):
         monkeypatch.setattr(setup.BuildExt, attr, getattr(setup.BuildExt, attr))  # restored after the test
-    setup.extension()
-    assert os.environ["TORCH_CUDA_ARCH_LIST"] == "8.6+PTX"
-    assert setup.BuildExt.arch_list == "8.6+PTX"  # what build_plugins receives
+    ext = setup.extension()
+    flags = gencode_flags("8.6+PTX")
+    nvcc_args = ext.extra_compile_args["nvcc"]
+    assert [f for f in nvcc_args if "arch" in f] == flags
+    assert cpp_extension._get_cuda_arch_flags(nvcc_args) == []  # private: the function that would add more
+    assert setup.BuildExt.gencode == flags  # what build_plugins receives
     assert setup.BuildExt.info["arch_list"] == "8.6+PTX"  # what build_info() will say
 
 
 # ------------------------------------------------------------------------------------------------
-# The plugin's identity: one definition (csrc/trt/plugin_identity.h), read by Python
+# The CUDA toolkit: found from nvcc's real location when CUDA_HOME is unset
 
 
-def test_plugin_identity_comes_from_the_header() -> None:
+def fake_toolkit(root: Path, *, headers: bool = True, names_its_folder: bool = True) -> Path:
+    """A CUDA toolkit folder whose bin/nvcc answers --version, and --dryrun with its own folder as the
+    real nvcc does (names_its_folder)."""
+    (root / "bin").mkdir(parents=True)
+    if headers:
+        (root / "include").mkdir()
+        (root / "include" / "cuda_runtime.h").write_text("")
+    nvcc = root / "bin" / "nvcc"
+    here = f'case "$*" in *--dryrun*) echo "#$ _HERE_={root / "bin"}" >&2 ;; esac\n'
+    version = f'echo "Cuda compilation tools, release {torch.version.cuda or "13.0"}, V0"\n'
+    nvcc.write_text("#!/bin/sh\n" + (here if names_its_folder else "") + version)
+    nvcc.chmod(0o755)
+    return root
+
+
+def on_path(folder: Path, nvcc: str, kind: str) -> dict[str, str]:
+    """An environment whose PATH holds only ``folder``, with an nvcc there that is a symlink to, or a
+    wrapper script running, ``nvcc``."""
+    folder.mkdir(parents=True)
+    if kind == "symlink":
+        (folder / "nvcc").symlink_to(nvcc)
+    else:
+        (folder / "nvcc").write_text(f'#!/bin/sh\nexec {nvcc} "$@"\n')
+        (folder / "nvcc").chmod(0o755)
+    return {"PATH": str(folder)}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "wrapper"])
+def test_the_toolkit_is_found_from_nvccs_real_location(tmp_path: Path, kind: str) -> None:
+    """nvcc on PATH in a folder that is no toolkit (/usr/local/bin), CUDA_HOME unset: the build compiles
+    against the toolkit nvcc belongs to, not bin/.. of the PATH entry (which has no cuda_runtime.h)."""
+    toolkit = fake_toolkit(tmp_path / "cuda-13.0", names_its_folder=kind == "wrapper")
+    env = on_path(tmp_path / "local" / "bin", str(toolkit / "bin" / "nvcc"), kind)
+    assert find_cuda_home(env) == (str(toolkit.resolve()), None)
+    assert find_cuda_home({**env, "CUDA_HOME": str(toolkit)}) == (str(toolkit), None)
+
+
+def test_this_machines_nvcc_finds_its_toolkit() -> None:
+    if shutil.which("nvcc") is None:
+        pytest.skip("no nvcc on PATH")
+    home, problem = find_cuda_home({"PATH": os.environ["PATH"]})
+    assert problem is None and home is not None
+    assert (Path(home) / "include" / "cuda_runtime.h").exists()
+
+
+def test_nvcc_without_a_toolkit_stops_the_build_in_one_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import setup
+
+    toolkit = fake_toolkit(tmp_path / "cuda", headers=False)
+    env = on_path(tmp_path / "bin", str(toolkit / "bin" / "nvcc"), "wrapper")
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("PATH", env["PATH"])
+    monkeypatch.setenv("TORCH_MISH_CUDA", "auto")
+    monkeypatch.setattr(torch.version, "cuda", torch.version.cuda or "13.0")
+    with pytest.raises(SystemExit) as stop:
+        setup.resolve_cuda()
+    message = str(stop.value.code)
+    assert "\n" not in message and f"nvcc at {tmp_path / 'bin' / 'nvcc'}" in message
+    assert "CUDA_HOME" in message and "TORCH_MISH_CUDA=0" in message
+    monkeypatch.setenv("CUDA_HOME", str(tmp_path))
+    with pytest.raises(SystemExit, match=f"CUDA_HOME={tmp_path} is not a CUDA toolkit.*TORCH_MISH_CUDA=0"):
+        setup.resolve_cuda()
+
+
+# ------------------------------------------------------------------------------------------------
+# The plugin's identity: defined once (torch_mish/_plugin_identity.py), compiled into the plugin
+
+
+def test_plugin_identity_is_defined_once() -> None:
+    """Its values appear in one source file: Python imports them, the build passes them to the C++."""
     from torch_mish import _plugin_identity, onnx
 
-    header = _plugin_identity.parse_header(_plugin_identity.HEADER.read_text())
-    assert header == {
-        "plugin_name": "TorchMish",
-        "plugin_version": "1",
-        "plugin_namespace": "torch_mish",
-        "plugin_format_version": 1,
-    }
+    # The build and the C++ sources hold no value; the package assigns none but there.
+    literals = [f'"{_plugin_identity.PLUGIN_NAME}"', f"'{_plugin_identity.PLUGIN_NAME}'"]
+    build = [ROOT / "setup.py", *(ROOT / "build_helpers").rglob("*.py"), *(ROOT / "csrc").rglob("*.[ch]*")]
+    assert not [str(p.relative_to(ROOT)) for p in build if any(lit in p.read_text() for lit in literals)]
+    assignment = re.compile(r"^\s*(\w+)\s*(:\s*\w+\s*)?=\s*(\"|')(TorchMish|torch_mish)(\"|')", re.MULTILINE)
+    written = ("_build_info.py", "_plugin_identity.py")
+    package = [p for p in (ROOT / "torch_mish").rglob("*.py") if p.name not in written]
+    assert not [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in package for m in assignment.finditer(p.read_text())]
+    assert (onnx.PLUGIN_OP, onnx.PLUGIN_DOMAIN, onnx.PLUGIN_VERSION) == (
+        _plugin_identity.PLUGIN_NAME,
+        _plugin_identity.PLUGIN_NAMESPACE,
+        _plugin_identity.PLUGIN_VERSION,
+    )
     info = torch_mish.build_info()
-    assert {k: info.get(k) for k in header} == header, "build_info() disagrees with plugin_identity.h: rebuild"
-    assert (onnx.PLUGIN_OP, onnx.PLUGIN_DOMAIN, onnx.PLUGIN_VERSION) == ("TorchMish", "torch_mish", "1")
-    assert _plugin_identity.FORMAT_VERSION == 1
+    recorded = {k: info.get(k) for k in ("plugin_name", "plugin_version", "plugin_namespace", "plugin_format_version")}
+    assert list(recorded.values()) == list(_plugin_identity.MACROS.values()), "built with another identity: rebuild"
 
 
-def test_plugin_identity_falls_back_to_the_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A checkout whose last build predates the identity entries still gets them."""
-    import types
-
+def test_the_plugin_header_needs_the_identity_from_the_build(tmp_path: Path) -> None:
+    """csrc/trt/plugin_identity.h holds no values: compiled without the build's definitions it stops,
+    naming where they come from; with them, its constants are the Python values."""
     from torch_mish import _plugin_identity
 
-    monkeypatch.setitem(sys.modules, "torch_mish._build_info", types.ModuleType("torch_mish._build_info"))
-    assert _plugin_identity.identity()["plugin_name"] == "TorchMish"
-    with pytest.raises(ValueError, match="kPluginVersion"):
-        _plugin_identity.parse_header('constexpr char const* kPluginName = "X";')
-
-
-def test_no_hand_copies_of_the_plugin_identity() -> None:
-    """Python reads the identity; a literal assignment like PLUGIN_NAME = "TorchMish" is a second copy."""
-    copies = []
-    for path in (ROOT / "torch_mish").rglob("*.py"):
-        if path.name == "_build_info.py":  # written by setup.py from the header
-            continue
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if re.match(r"\s*(PLUGIN_\w+|FORMAT_VERSION)\s*(:\s*\w+\s*)?=\s*(\"|'|\d)", line):
-                copies.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
-            if re.search(r"plugin_(version|namespace)\s*=\s*[\"']", line):
-                copies.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
-    assert not copies, "hand copies of csrc/trt/plugin_identity.h:\n" + "\n".join(copies)
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler")
+    probe = tmp_path / "probe.cpp"
+    probe.write_text(
+        '#include "plugin_identity.h"\n#include <cstdio>\n'
+        'int main() { std::printf("%s %s %s %d", mish::trt::kPluginName, mish::trt::kPluginVersion, '
+        "mish::trt::kPluginNamespace, mish::trt::kFormatVersion); }\n"
+    )
+    compile_probe = [cxx, "-std=c++17", "-I", str(ROOT / "csrc" / "trt"), str(probe), "-o", str(tmp_path / "probe")]
+    bare = subprocess.run(compile_probe, capture_output=True, text=True)
+    assert bare.returncode != 0 and "torch_mish/_plugin_identity.py" in bare.stderr
+    defines = [f"-D{name}={value}" for name, value in _plugin_identity.MACROS.items()]
+    subprocess.run([*compile_probe, *defines], check=True)
+    out = subprocess.run([tmp_path / "probe"], capture_output=True, text=True, check=True).stdout
+    assert out == " ".join(str(v) for v in _plugin_identity.MACROS.values())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -203,7 +281,7 @@ def test_no_tensorrt_headers_says_where_it_looked(monkeypatch: pytest.MonkeyPatc
 
 def test_only_ci_names_the_workspace_headers() -> None:
     """Users have no ../shared: nothing they run may look there (CI passes TENSORRT_INCLUDE_DIR)."""
-    files = [ROOT / "setup.py", *(ROOT / "scripts").glob("*.sh"), *(ROOT / "csrc").rglob("*.py")]
+    files = [ROOT / "setup.py", *(ROOT / "scripts").glob("*.sh"), *(ROOT / "build_helpers").rglob("*.py")]
     offenders = [
         str(p.relative_to(ROOT)) for p in files if re.search(r"\.\./shared|/shared/|shared/third_party", p.read_text())
     ]
@@ -249,6 +327,75 @@ def test_setup_env_stops_on_a_failed_build(tmp_path: Path) -> None:
     assert "REACHED THE IMPORT" not in proc.stdout and "AFTER SETUP" not in proc.stdout
 
 
+def fake_venv_python(venv: Path, log: Path) -> None:
+    """A stand-in for the environment's python that records each call with the TensorRT variables it saw,
+    fails the install check's wheel build (the end of what these tests follow), and succeeds otherwise."""
+    (venv / "bin").mkdir(parents=True)
+    fake = venv / "bin" / "python"
+    fake.write_text(
+        textwrap.dedent(
+            f"""\
+            #!/usr/bin/env bash
+            echo "TENSORRT_INCLUDE_DIR=${{TENSORRT_INCLUDE_DIR-unset}}" \\
+              "TENSORRT_ROOT=${{TENSORRT_ROOT-unset}} $*" >>{log}
+            case "$*" in
+              "-m build "*) exit 3 ;;
+              *tensorrt_plugins*) [ -z "${{FAKE_PLUGINS_BUILT:-}}" ] ;;
+              *) exit 0 ;;
+            esac
+            """
+        )
+    )
+    fake.chmod(0o755)
+
+
+def run_ci(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """.ci/run in a copy of the checkout's scripts beside a stand-in shared folder, with a fake venv."""
+    repo = tmp_path / "repo"
+    (tmp_path / "shared" / "third_party").mkdir(parents=True)
+    for rel in [".ci/run", *(str(p.relative_to(ROOT)) for p in (ROOT / "scripts").glob("*.sh")), "pyproject.toml"]:
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text((ROOT / rel).read_text())
+    log = tmp_path / "calls.log"
+    fake_venv_python(tmp_path / "venv", log)
+    environ = {**os.environ, "TORCH_MISH_VENV": str(tmp_path / "venv"), "TORCH_TRT_SPEC": "", **env}
+    environ["TENSORRT_INCLUDE_DIR"] = "/somewhere/include"  # what a developer's shell may hold
+    proc = subprocess.run(["bash", str(repo / ".ci" / "run")], env=environ, capture_output=True, text=True, timeout=120)
+    return proc, log.read_text().splitlines() if log.exists() else []
+
+
+def test_ci_runs_the_tensorrt_tests_against_a_build_without_headers(tmp_path: Path) -> None:
+    """CI builds as a newcomer does (no TENSORRT_INCLUDE_DIR, no TENSORRT_ROOT) and runs the TensorRT and
+    build tests there, then the whole suite once with the headers, then the install check."""
+    proc, calls = run_ci(tmp_path)
+    assert "install check" in proc.stderr + proc.stdout, proc.stdout + proc.stderr  # reached stage 3
+    pytest_runs = [c for c in calls if " -m pytest " in c]
+    headers = f"{tmp_path}/shared/third_party/tensorrt-11.1/include"
+    assert len(pytest_runs) == 2, calls
+    assert pytest_runs[0].startswith("TENSORRT_INCLUDE_DIR=unset TENSORRT_ROOT=unset ")
+    assert pytest_runs[1].startswith(f"TENSORRT_INCLUDE_DIR={headers}")
+
+    def paths(call: str) -> list[str]:  # pytest's positional arguments ("-p no:cacheprovider" aside)
+        args = call.split(" -m pytest ", 1)[1].split()
+        return [a for i, a in enumerate(args) if not a.startswith("-") and args[i - 1] != "-p"]
+
+    # Only the named tests without headers (a path argument must narrow the run, not add to tests/);
+    # no path with them, so pytest runs pyproject.toml's testpaths: the whole suite.
+    assert paths(pytest_runs[0]) == ["tests/tensorrt", "tests/test_build.py"]
+    assert paths(pytest_runs[1]) == []
+    builds = [c for c in calls if "-e ." in c]
+    assert [b.split()[0] for b in builds] == [
+        "TENSORRT_INCLUDE_DIR=unset",
+        f"TENSORRT_INCLUDE_DIR={headers}:{headers.replace('11.1', '10.16')}",
+    ]
+
+
+def test_ci_stops_when_the_headerless_build_found_headers(tmp_path: Path) -> None:
+    proc, calls = run_ci(tmp_path, FAKE_PLUGINS_BUILT="1")
+    assert proc.returncode != 0
+    assert sum(" -m pytest " in c for c in calls) == 1, "must stop before the run with headers"
+
+
 # Imports the package may make only when an optional extra is installed (each behind a message
 # naming what to install), by the extra that provides them: torch-tensorrt brings tensorrt.
 OPTIONAL_IMPORTS = {"torch_tensorrt": "tensorrt", "tensorrt": "tensorrt", "onnx": "onnx", "onnxscript": "onnx"}
@@ -287,3 +434,8 @@ def test_every_import_of_the_package_is_a_declared_dependency() -> None:
     }
     assert not undeclared, f"imported but not in pyproject.toml's dependencies: {undeclared}"
     assert "tensorrt" in extras and "torch_tensorrt" in extras["tensorrt"] and {"onnx", "onnxscript"} <= extras["onnx"]
+
+
+def test_csrc_holds_only_cpp_sources() -> None:
+    """The build's Python lives in build_helpers/, beside setup.py, not among the C++ sources."""
+    assert not sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.py"))

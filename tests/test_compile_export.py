@@ -294,7 +294,7 @@ def test_export_keeps_the_custom_op(tmp_path, gen: torch.Generator) -> None:  # 
 
 def test_exported_program_reloads_in_fresh_process(tmp_path, gen: torch.Generator) -> None:  # noqa: ANN001
     """A saved program loads where torch_mish is imported, with the op in its graph, bit-exact."""
-    from torch_mish.models import YOLOv4CSP
+    from yolov4_csp import YOLOv4CSP
 
     torch.manual_seed(0)
     model = YOLOv4CSP(width=0.0625, depth=0.34, num_classes=3).eval()

@@ -11,9 +11,9 @@ import torch
 import torch.nn.functional as F
 from helpers import DEVICES, requires_cuda
 from torch import nn
+from yolov4_csp import YOLOv4CSP, count_layers
 
 import torch_mish
-from torch_mish.models import YOLOv4CSP, count_layers
 
 
 class HandwrittenMish(nn.Module):

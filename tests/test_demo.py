@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow  # the whole demo on the CPU: gpu_run.sh runs it in its tests_slow stage (its demo stage on the GPU)
 def test_demo_runs_and_reports(tmp_path) -> None:  # noqa: ANN001
     cmd = [
         sys.executable,

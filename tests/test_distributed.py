@@ -16,8 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
-
-from torch_mish.models import YOLOv4CSP
+from yolov4_csp import YOLOv4CSP
 
 WORLD = 2
 STEPS = 3

@@ -13,6 +13,8 @@ from helpers import (
 )
 
 N = 2**31 + 4099  # past int32, and not a multiple of the vector width
+# 4 GiB tensors, and on the CPU a minute of Mish over them: gpu_run.sh runs these in its tests_slow stage.
+pytestmark = pytest.mark.slow
 
 
 def _check(device: str) -> None:

@@ -71,7 +71,7 @@ def register_exporters() -> None:
 # --- the TensorRT plugin node ---------------------------------------------------------------------
 
 
-# The TensorRT plugin creator's name, version and namespace (csrc/trt/plugin_identity.h): the ONNX op
+# The TensorRT plugin creator's name, version and namespace (torch_mish/_plugin_identity.py): the ONNX op
 # type, its domain and its attributes.
 PLUGIN_OP = PLUGIN_NAME
 PLUGIN_DOMAIN = PLUGIN_NAMESPACE

@@ -1,10 +1,10 @@
 #include "mish_plugin.h"
 
 #include <atomic>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <string>
 #include <type_traits>
 
 #include "kernels/mish_launch.h"
@@ -39,7 +39,7 @@ int64_t volume(nvinfer1::Dims const& d) {
   return n;
 }
 
-std::string describe(DataType t) {
+char const* describe(DataType t) {
   switch (t) {
     case DataType::kFLOAT: return "kFLOAT";
     case DataType::kHALF: return "kHALF";
@@ -48,55 +48,42 @@ std::string describe(DataType t) {
     case DataType::kINT32: return "kINT32";
     case DataType::kINT64: return "kINT64";
     case DataType::kBOOL: return "kBOOL";
-    default: return "DataType(" + std::to_string(static_cast<int>(t)) + ")";
-  }
-}
-
-// Called from a catch (...) block: logs the exception being handled. Each noexcept method wraps its
-// whole body in try { ... } catch (...) { caught(where); } and then returns its failure value.
-void caught(char const* where) noexcept {
-  try {
-    throw;
-  } catch (std::exception const& e) {
-    log_error(std::string(where) + ": " + e.what());
-  } catch (...) {
-    log_error(std::string(where) + ": unknown exception");
+    default: return "another DataType";
   }
 }
 
 bool check_io(int32_t nbInputs, int32_t nbOutputs, char const* where) {
   if (nbInputs == 1 && nbOutputs == 1) return true;
-  log_error(std::string(where) + ": expected 1 input and 1 output, got " + std::to_string(nbInputs) + " and " +
-            std::to_string(nbOutputs));
+  log_error("%s: expected 1 input and 1 output, got %d and %d", where, nbInputs, nbOutputs);
   return false;
 }
 
 }  // namespace
 
-void log_error(std::string const& message) noexcept {
-  try {
-    std::string const text = std::string(kPluginNamespace) + "::" + kPluginName + ": " + message;
-    nvinfer1::ILoggerFinder* finder = gLoggerFinder.load();
-    nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
-    if (logger != nullptr) {
-      logger->log(nvinfer1::ILogger::Severity::kERROR, text.c_str());
-    } else {
-      std::fprintf(stderr, "[E] %s\n", text.c_str());
-    }
-  } catch (...) {
-    // Nothing left to report with; never let an exception cross into TensorRT.
-  }
-}
-
-void log_error(char const* message) noexcept {
-  try {
-    log_error(std::string(message != nullptr ? message : "<null>"));
-  } catch (...) {
+void log_error(char const* format, ...) noexcept {
+  // Formatted into a fixed buffer, never a std::string: logging cannot throw, so the methods that
+  // only validate and log need no try/catch.
+  char message[1024];
+  int const prefix = std::snprintf(message, sizeof(message), "%s::%s: ", kPluginNamespace, kPluginName);
+  std::va_list args;
+  va_start(args, format);
+  std::vsnprintf(message + prefix, sizeof(message) - prefix, format, args);
+  va_end(args);
+  nvinfer1::ILoggerFinder* finder = gLoggerFinder.load();
+  nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
+  if (logger != nullptr) {
+    logger->log(nvinfer1::ILogger::Severity::kERROR, message);
+  } else {
+    std::fprintf(stderr, "[E] %s\n", message);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // MishPlugin
+//
+// try/catch only where something can throw: the two methods that allocate a plugin (clone and the
+// creator's createPlugin; new throws std::bad_alloc). The rest validate, log through log_error
+// (which cannot throw) and return constants or error codes directly.
 
 static_assert(!std::is_copy_constructible_v<MishPlugin> && !std::is_copy_assignable_v<MishPlugin>,
               "a member-wise copy would share the PluginField pointers: clone() builds from parameters");
@@ -104,16 +91,12 @@ static_assert(!std::is_copy_constructible_v<MishPlugin> && !std::is_copy_assigna
 MishPlugin::MishPlugin() : mSerialField(kFormatVersionField, nullptr, nvinfer1::PluginFieldType::kINT32, 1) {}
 
 nvinfer1::IPluginCapability* MishPlugin::getCapabilityInterface(nvinfer1::PluginCapabilityType type) noexcept {
-  try {
-    switch (type) {
-      case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
-      case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
-      case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
-    }
-    log_error("getCapabilityInterface: unknown capability " + std::to_string(static_cast<int32_t>(type)));
-  } catch (...) {
-    caught("getCapabilityInterface");
+  switch (type) {
+    case nvinfer1::PluginCapabilityType::kCORE: return static_cast<nvinfer1::IPluginV3OneCore*>(this);
+    case nvinfer1::PluginCapabilityType::kBUILD: return static_cast<nvinfer1::IPluginV3OneBuild*>(this);
+    case nvinfer1::PluginCapabilityType::kRUNTIME: return static_cast<nvinfer1::IPluginV3OneRuntime*>(this);
   }
+  log_error("getCapabilityInterface: unknown capability %d", static_cast<int32_t>(type));
   return nullptr;
 }
 
@@ -122,174 +105,107 @@ nvinfer1::IPluginV3* MishPlugin::clone() noexcept {
     // A new plugin from the parameters, never a member-wise copy: mSerialField / mSerialFields hold
     // pointers into the object that filled them.
     return new MishPlugin();
-  } catch (...) {
-    caught("clone");
+  } catch (std::exception const& e) {
+    log_error("clone: %s", e.what());
   }
   return nullptr;
 }
 
-char const* MishPlugin::getPluginName() const noexcept {
-  try {
-    return kPluginName;
-  } catch (...) {
-    caught("getPluginName");
-  }
-  return nullptr;
-}
+char const* MishPlugin::getPluginName() const noexcept { return kPluginName; }
 
-char const* MishPlugin::getPluginVersion() const noexcept {
-  try {
-    return kPluginVersion;
-  } catch (...) {
-    caught("getPluginVersion");
-  }
-  return nullptr;
-}
+char const* MishPlugin::getPluginVersion() const noexcept { return kPluginVersion; }
 
-char const* MishPlugin::getPluginNamespace() const noexcept {
-  try {
-    return kPluginNamespace;
-  } catch (...) {
-    caught("getPluginNamespace");
-  }
-  return nullptr;
-}
+char const* MishPlugin::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
-int32_t MishPlugin::getNbOutputs() const noexcept {
-  try {
-    return 1;
-  } catch (...) {
-    caught("getNbOutputs");
-  }
-  return -1;
-}
+int32_t MishPlugin::getNbOutputs() const noexcept { return 1; }
 
 int32_t MishPlugin::configurePlugin(nvinfer1::DynamicPluginTensorDesc const* in, int32_t nbInputs,
                                     nvinfer1::DynamicPluginTensorDesc const* out, int32_t nbOutputs) noexcept {
-  try {
-    if (!check_io(nbInputs, nbOutputs, "configurePlugin") || in == nullptr || out == nullptr) return -1;
-    if (!supported_type(in[0].desc.type) || out[0].desc.type != in[0].desc.type) {
-      log_error("configurePlugin: unsupported input/output types " + describe(in[0].desc.type) + "/" +
-                describe(out[0].desc.type) + " (supported: kFLOAT, kHALF, kBF16, output = input)");
-      return -1;
-    }
-    return 0;
-  } catch (...) {
-    caught("configurePlugin");
+  if (!check_io(nbInputs, nbOutputs, "configurePlugin") || in == nullptr || out == nullptr) return -1;
+  if (!supported_type(in[0].desc.type) || out[0].desc.type != in[0].desc.type) {
+    log_error("configurePlugin: unsupported input/output types %s/%s (supported: kFLOAT, kHALF, kBF16, output = input)",
+              describe(in[0].desc.type), describe(out[0].desc.type));
+    return -1;
   }
-  return -1;
+  return 0;
 }
 
 int32_t MishPlugin::getOutputDataTypes(DataType* outputTypes, int32_t nbOutputs, DataType const* inputTypes,
                                        int32_t nbInputs) const noexcept {
-  try {
-    if (!check_io(nbInputs, nbOutputs, "getOutputDataTypes") || outputTypes == nullptr || inputTypes == nullptr) {
-      return -1;
-    }
-    if (!supported_type(inputTypes[0])) {
-      log_error("input type " + describe(inputTypes[0]) + " is not supported (kFLOAT, kHALF, kBF16)");
-      return -1;
-    }
-    outputTypes[0] = inputTypes[0];
-    return 0;
-  } catch (...) {
-    caught("getOutputDataTypes");
+  if (!check_io(nbInputs, nbOutputs, "getOutputDataTypes") || outputTypes == nullptr || inputTypes == nullptr) {
+    return -1;
   }
-  return -1;
+  if (!supported_type(inputTypes[0])) {
+    log_error("input type %s is not supported (kFLOAT, kHALF, kBF16)", describe(inputTypes[0]));
+    return -1;
+  }
+  outputTypes[0] = inputTypes[0];
+  return 0;
 }
 
 int32_t MishPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int32_t nbInputs,
                                     nvinfer1::DimsExprs const* /*shapeInputs*/, int32_t /*nbShapeInputs*/,
                                     nvinfer1::DimsExprs* outputs, int32_t nbOutputs,
                                     nvinfer1::IExprBuilder& /*exprBuilder*/) noexcept {
-  try {
-    if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
-    outputs[0] = inputs[0];  // elementwise: any rank, dynamic dimensions pass through
-    return 0;
-  } catch (...) {
-    caught("getOutputShapes");
-  }
-  return -1;
+  if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
+  outputs[0] = inputs[0];  // elementwise: any rank, dynamic dimensions pass through
+  return 0;
 }
 
 bool MishPlugin::supportsFormatCombination(int32_t pos, nvinfer1::DynamicPluginTensorDesc const* inOut,
                                            int32_t nbInputs, int32_t nbOutputs) noexcept {
-  try {
-    if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
-    nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
-    if (desc.format != TensorFormat::kLINEAR) return false;
-    return pos == 0 ? supported_type(desc.type) : desc.type == inOut[0].desc.type;
-  } catch (...) {
-    caught("supportsFormatCombination");
-  }
-  return false;
+  if (inOut == nullptr || nbInputs != 1 || nbOutputs != 1 || pos < 0 || pos > 1) return false;
+  nvinfer1::PluginTensorDesc const& desc = inOut[pos].desc;
+  if (desc.format != TensorFormat::kLINEAR) return false;
+  return pos == 0 ? supported_type(desc.type) : desc.type == inOut[0].desc.type;
 }
 
 int32_t MishPlugin::onShapeChange(nvinfer1::PluginTensorDesc const* in, int32_t nbInputs,
                                   nvinfer1::PluginTensorDesc const* out, int32_t nbOutputs) noexcept {
-  try {
-    if (!check_io(nbInputs, nbOutputs, "onShapeChange") || in == nullptr || out == nullptr) return -1;
-    if (!supported_type(in[0].type) || out[0].type != in[0].type || in[0].format != TensorFormat::kLINEAR) {
-      log_error("onShapeChange: unsupported type/format " + describe(in[0].type));
-      return -1;
-    }
-    if (volume(in[0].dims) != volume(out[0].dims)) {
-      log_error("onShapeChange: input and output element counts differ");
-      return -1;
-    }
-    return 0;
-  } catch (...) {
-    caught("onShapeChange");
+  if (!check_io(nbInputs, nbOutputs, "onShapeChange") || in == nullptr || out == nullptr) return -1;
+  if (!supported_type(in[0].type) || out[0].type != in[0].type || in[0].format != TensorFormat::kLINEAR) {
+    log_error("onShapeChange: unsupported type/format %s", describe(in[0].type));
+    return -1;
   }
-  return -1;
+  if (volume(in[0].dims) != volume(out[0].dims)) {
+    log_error("onShapeChange: input and output element counts differ");
+    return -1;
+  }
+  return 0;
 }
 
 int32_t MishPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc, nvinfer1::PluginTensorDesc const* outputDesc,
                             void const* const* inputs, void* const* outputs, void* /*workspace*/,
                             cudaStream_t stream) noexcept {
-  try {
-    if (inputDesc == nullptr || outputDesc == nullptr || inputs == nullptr || outputs == nullptr) return -1;
-    mish::DType dtype{};
-    if (!to_kernel_dtype(inputDesc[0].type, dtype) || outputDesc[0].type != inputDesc[0].type) {
-      log_error("enqueue: unsupported type " + describe(inputDesc[0].type));
-      return -1;
-    }
-    int64_t const n = volume(inputDesc[0].dims);
-    if (n < 0) {
-      log_error("enqueue: unresolved input dimensions");
-      return -1;
-    }
-    cudaError_t const err = mish::launch_forward(dtype, inputs[0], outputs[0], n, stream);
-    if (err != cudaSuccess) {
-      log_error(std::string("enqueue: kernel launch failed: ") + cudaGetErrorString(err));
-      return -1;
-    }
-    return 0;
-  } catch (...) {
-    caught("enqueue");
+  if (inputDesc == nullptr || outputDesc == nullptr || inputs == nullptr || outputs == nullptr) return -1;
+  mish::DType dtype{};
+  if (!to_kernel_dtype(inputDesc[0].type, dtype) || outputDesc[0].type != inputDesc[0].type) {
+    log_error("enqueue: unsupported type %s", describe(inputDesc[0].type));
+    return -1;
   }
-  return -1;
+  int64_t const n = volume(inputDesc[0].dims);
+  if (n < 0) {
+    log_error("enqueue: unresolved input dimensions");
+    return -1;
+  }
+  // The launcher is framework-free C++ that reports through cudaError_t; it does not throw.
+  cudaError_t const err = mish::launch_forward(dtype, inputs[0], outputs[0], n, stream);
+  if (err != cudaSuccess) {
+    log_error("enqueue: kernel launch failed: %s", cudaGetErrorString(err));
+    return -1;
+  }
+  return 0;
 }
 
 nvinfer1::IPluginV3* MishPlugin::attachToContext(nvinfer1::IPluginResourceContext* /*context*/) noexcept {
-  try {
-    return clone();  // no per-context resources
-  } catch (...) {
-    caught("attachToContext");
-  }
-  return nullptr;
+  return clone();  // no per-context resources
 }
 
 nvinfer1::PluginFieldCollection const* MishPlugin::getFieldsToSerialize() noexcept {
-  try {
-    mSerialField.data = &mFormatVersion;
-    mSerialFields.nbFields = 1;
-    mSerialFields.fields = &mSerialField;
-    return &mSerialFields;
-  } catch (...) {
-    caught("getFieldsToSerialize");
-  }
-  return nullptr;
+  mSerialField.data = &mFormatVersion;
+  mSerialFields.nbFields = 1;
+  mSerialFields.fields = &mSerialField;
+  return &mSerialFields;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -300,77 +216,51 @@ MishPluginCreator::MishPluginCreator() : mField(kFormatVersionField, nullptr, nv
   mFieldNames.fields = &mField;
 }
 
-nvinfer1::PluginFieldCollection const* MishPluginCreator::getFieldNames() noexcept {
-  try {
-    return &mFieldNames;
-  } catch (...) {
-    caught("getFieldNames");
-  }
-  return nullptr;
-}
+nvinfer1::PluginFieldCollection const* MishPluginCreator::getFieldNames() noexcept { return &mFieldNames; }
 
-char const* MishPluginCreator::getPluginName() const noexcept {
-  try {
-    return kPluginName;
-  } catch (...) {
-    caught("getPluginName");
-  }
-  return nullptr;
-}
+char const* MishPluginCreator::getPluginName() const noexcept { return kPluginName; }
 
-char const* MishPluginCreator::getPluginVersion() const noexcept {
-  try {
-    return kPluginVersion;
-  } catch (...) {
-    caught("getPluginVersion");
-  }
-  return nullptr;
-}
+char const* MishPluginCreator::getPluginVersion() const noexcept { return kPluginVersion; }
 
-char const* MishPluginCreator::getPluginNamespace() const noexcept {
-  try {
-    return kPluginNamespace;
-  } catch (...) {
-    caught("getPluginNamespace");
-  }
-  return nullptr;
-}
+char const* MishPluginCreator::getPluginNamespace() const noexcept { return kPluginNamespace; }
 
 nvinfer1::IPluginV3* MishPluginCreator::createPlugin(char const* name, nvinfer1::PluginFieldCollection const* fc,
                                                      nvinfer1::TensorRTPhase phase) noexcept {
+  char const* const who = name != nullptr ? name : "<unnamed>";
+  bool has_version = false;
+  if (fc != nullptr && fc->nbFields > 0 && fc->fields == nullptr) {
+    log_error("createPlugin(%s): field collection has %d fields but no field array", who, fc->nbFields);
+    return nullptr;
+  }
+  for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
+    nvinfer1::PluginField const& f = fc->fields[i];
+    char const* const field = f.name != nullptr ? f.name : "<null>";
+    if (std::strcmp(field, kFormatVersionField) != 0) {
+      log_error("createPlugin(%s): unknown field '%s' (accepted: %s)", who, field, kFormatVersionField);
+      return nullptr;
+    }
+    if (f.type != nvinfer1::PluginFieldType::kINT32 || f.length != 1 || f.data == nullptr) {
+      log_error("createPlugin(%s): field '%s' must be one kINT32 value", who, field);
+      return nullptr;
+    }
+    int32_t const version = *static_cast<int32_t const*>(f.data);
+    if (version != kFormatVersion) {
+      log_error(
+          "createPlugin(%s): serialized by format version %d, this library reads version %d: rebuild the engine "
+          "with this torch_mish",
+          who, version, kFormatVersion);
+      return nullptr;
+    }
+    has_version = true;
+  }
+  if (phase == nvinfer1::TensorRTPhase::kRUNTIME && !has_version) {
+    log_error("createPlugin(%s): missing field '%s' when deserializing", who, kFormatVersionField);
+    return nullptr;
+  }
   try {
-    std::string const who = std::string("createPlugin(") + (name != nullptr ? name : "<unnamed>") + "): ";
-    bool has_version = false;
-    if (fc != nullptr && fc->nbFields > 0 && fc->fields == nullptr) {
-      log_error(who + "field collection has " + std::to_string(fc->nbFields) + " fields but no field array");
-      return nullptr;
-    }
-    for (int32_t i = 0; fc != nullptr && i < fc->nbFields; ++i) {
-      nvinfer1::PluginField const& f = fc->fields[i];
-      std::string const field = f.name != nullptr ? f.name : "<null>";
-      if (field != kFormatVersionField) {
-        log_error(who + "unknown field '" + field + "' (accepted: " + kFormatVersionField + ")");
-        return nullptr;
-      }
-      if (f.type != nvinfer1::PluginFieldType::kINT32 || f.length != 1 || f.data == nullptr) {
-        log_error(who + "field '" + field + "' must be one kINT32 value");
-        return nullptr;
-      }
-      int32_t const version = *static_cast<int32_t const*>(f.data);
-      if (version != kFormatVersion) {
-        log_error(who + "serialized by format version " + std::to_string(version) + ", this library reads version " +
-                  std::to_string(kFormatVersion) + ": rebuild the engine with this torch_mish");
-        return nullptr;
-      }
-      has_version = true;
-    }
-    if (phase == nvinfer1::TensorRTPhase::kRUNTIME && !has_version) {
-      log_error(who + "missing field '" + kFormatVersionField + "' when deserializing");
-      return nullptr;
-    }
     return new MishPlugin();
-  } catch (...) {
-    caught("createPlugin");
+  } catch (std::exception const& e) {
+    log_error("createPlugin(%s): %s", who, e.what());
   }
   return nullptr;
 }
@@ -387,16 +277,10 @@ __attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFin
 
 __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(
     int32_t& nbCreators) noexcept {
-  nbCreators = 0;
-  try {
-    static mish::trt::MishPluginCreator creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-    nbCreators = 1;
-    return creators;
-  } catch (...) {
-    mish::trt::log_error("getCreators failed");
-  }
-  return nullptr;
+  static mish::trt::MishPluginCreator creator;  // its constructor only fills in a field description
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
+  nbCreators = 1;
+  return creators;
 }
 
 }  // extern "C"

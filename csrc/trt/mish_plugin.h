@@ -1,8 +1,9 @@
 // TensorRT IPluginV3 for Mish: one input, one output of the same type and shape, linear format,
 // float32/float16/bfloat16. It runs mish::launch_forward, the launcher the torch op uses.
 //
-// Every method TensorRT calls is noexcept and runs its body inside try/catch (mish_plugin.cpp), strings
-// included: an exception reaching TensorRT would end the process. Failures are logged and reported
+// Every method TensorRT calls is noexcept: an exception reaching TensorRT would end the process. Those
+// that allocate (clone, createPlugin) catch std::exception; the others cannot throw (messages are
+// formatted into a fixed buffer, constants are returned directly). Failures are logged and reported
 // through the return value (-1, false or nullptr).
 //
 // Links neither libtorch nor libnvinfer: TensorRT finds it through getCreators() (exported by
@@ -11,8 +12,6 @@
 #pragma once
 
 #include <NvInferRuntime.h>
-
-#include <string>
 
 #include "plugin_identity.h"
 
@@ -84,8 +83,8 @@ class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
   nvinfer1::PluginFieldCollection mFieldNames{};
 };
 
-// Reports through TensorRT's logger when the runtime gave us one (setLoggerFinder), else stderr.
-void log_error(std::string const& message) noexcept;
-void log_error(char const* message) noexcept;
+// Reports a printf-style message through TensorRT's logger when the runtime gave us one
+// (setLoggerFinder), else on stderr. Cannot throw.
+void log_error(char const* format, ...) noexcept __attribute__((format(printf, 1, 2)));
 
 }  // namespace mish::trt

@@ -1,18 +1,24 @@
-// The TorchMish plugin's identity: its one definition. The plugin (mish_plugin.h) compiles it in;
-// setup.py reads it into torch_mish/_build_info.py, where torch_mish.tensorrt and torch_mish.onnx
-// (torch_mish/_plugin_identity.py) take the names from. Keep each value a literal on one line: Python
-// parses this file.
+// The TorchMish plugin's identity. Defined once, in torch_mish/_plugin_identity.py: the build
+// (build_helpers/tensorrt_plugin.py) passes each value as a -D definition, turned into constants here.
 #pragma once
 
 #include <cstdint>
 
+#if !defined(TORCH_MISH_PLUGIN_NAME) || !defined(TORCH_MISH_PLUGIN_VERSION) || \
+    !defined(TORCH_MISH_PLUGIN_NAMESPACE) || !defined(TORCH_MISH_PLUGIN_FORMAT_VERSION)
+#error "the plugin identity comes from torch_mish/_plugin_identity.py: build the plugin through setup.py"
+#endif
+
+#define TORCH_MISH_STRINGIFY_(x) #x
+#define TORCH_MISH_STRINGIFY(x) TORCH_MISH_STRINGIFY_(x)
+
 namespace mish::trt {
 
-constexpr char const* kPluginName = "TorchMish";
-constexpr char const* kPluginVersion = "1";
-constexpr char const* kPluginNamespace = "torch_mish";
-// Serialized-field schema version: bump when fields change; createPlugin refuses other versions.
-constexpr int32_t kFormatVersion = 1;
+constexpr char const* kPluginName = TORCH_MISH_STRINGIFY(TORCH_MISH_PLUGIN_NAME);
+constexpr char const* kPluginVersion = TORCH_MISH_STRINGIFY(TORCH_MISH_PLUGIN_VERSION);
+constexpr char const* kPluginNamespace = TORCH_MISH_STRINGIFY(TORCH_MISH_PLUGIN_NAMESPACE);
+// Serialized-field schema version: createPlugin refuses other versions.
+constexpr int32_t kFormatVersion = TORCH_MISH_PLUGIN_FORMAT_VERSION;
 constexpr char const* kFormatVersionField = "format_version";
 
 }  // namespace mish::trt

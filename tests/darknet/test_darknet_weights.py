@@ -4,6 +4,7 @@ files fail with the expected vs found counts and leave the model unchanged."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import darknet_ref
 import numpy as np
@@ -126,4 +127,25 @@ def test_fused_model_loads_and_saves_the_same(gen: torch.Generator, tmp_path) ->
     assert isinstance(model.layers[0].bn, torch_mish.BatchNormMish)
     model.load_darknet_weights(tmp_path / "in")
     model.save_darknet_weights(tmp_path / "out")
+    assert (tmp_path / "out").read_bytes() == data
+
+
+def test_the_format_depends_on_the_layers_not_on_darknet(gen: torch.Generator, tmp_path) -> None:  # noqa: ANN001
+    """torch_mish.darknet.weights reads and writes any holder of darknet layers: it imports the layers,
+    never the Darknet model (which imports it: no cycle)."""
+    import ast
+    import types
+
+    from torch_mish.darknet import weights
+
+    tree = ast.parse(Path(weights.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert "torch_mish.darknet.model" not in imported and "Darknet" not in names
+    data = darknet_ref.random_weights(MIXED, numpy_rng(gen))
+    (tmp_path / "in").write_bytes(data)
+    holder = types.SimpleNamespace(layers=Darknet(MIXED).layers, weights_header=(0, 2, 5, 0))
+    weights.load_darknet_weights(holder, tmp_path / "in")
+    weights.save_darknet_weights(holder, tmp_path / "out")
     assert (tmp_path / "out").read_bytes() == data

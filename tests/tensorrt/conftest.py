@@ -15,6 +15,7 @@ import pytest
 import torch_mish
 
 HERE = Path(__file__).resolve().parent
+NO_PLUGIN_BUILT = "torch_mish was built without TensorRT headers (set TENSORRT_INCLUDE_DIR and rebuild)"
 
 
 @pytest.fixture(scope="session")
@@ -35,6 +36,20 @@ def plugin_layers(trt):  # noqa: ANN001, ANN201
     if not can_add_plugin_layers():
         pytest.skip(f"{trt.__name__} {trt.__version__} cannot add plugin layers to a network (needs full TensorRT)")
     return trt
+
+
+@pytest.fixture(scope="session")
+def plugin_library(trt) -> Path:  # noqa: ANN001
+    """The plugin library for the installed TensorRT, registered with its registry. Skips, as the
+    harness does, where the build made none for it (built without its headers); a library that exists
+    and fails to register is a failure."""
+    import torch_mish.tensorrt as mt
+
+    try:
+        mt.plugin_library_path()
+    except mt.PluginUnavailableError as exc:
+        pytest.skip(str(exc))
+    return mt.load_plugin()
 
 
 def built_plugins() -> dict[str, str]:
@@ -139,7 +154,7 @@ def _compile_harness(include_dir: str, out: Path) -> Path:
 def harness(request, tmp_path_factory) -> Harness:  # noqa: ANN001
     lib = request.param
     if lib is None:
-        pytest.skip("torch_mish was built without TensorRT headers (set TENSORRT_INCLUDE_DIR and rebuild)")
+        pytest.skip(NO_PLUGIN_BUILT)
     include_dir = built_plugins()[lib]
     so = _compile_harness(include_dir, tmp_path_factory.mktemp(Path(lib).stem))
     return Harness(so, lib)

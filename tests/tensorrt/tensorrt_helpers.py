@@ -6,8 +6,7 @@ from typing import Any
 
 import torch
 from torch import nn
-
-from torch_mish.models import YOLOv4CSP
+from yolov4_csp import YOLOv4CSP
 
 IMAGE = 64
 # Full depth (all 112 Mish layers), narrow channels: converts in seconds on a CPU.

@@ -83,8 +83,8 @@ def test_float64_converts_only_with_truncate_double(trt, tmp_path) -> None:  # n
     model = yolo(torch.float64)
     refused = dry_run(model, inputs(False, torch.float64), tmp_path / "refused.txt", lowering="native")
     assert refused.coverage < 100.0 and refused.network is None, refused.text
-    # With truncate_double the validator admits the same node (torch-tensorrt's dry run of that
-    # setting moves float64 inputs to the GPU after partitioning, so it cannot run on a CPU host).
+    # With truncate_double the validator admits the same node (asked directly: dry_run narrows a float64
+    # model to float32 before torch-tensorrt sees it, test_inspect.py).
     from torch_tensorrt.dynamo import CompilationSettings
 
     from torch_mish.tensorrt.converters import mish_validator
@@ -96,3 +96,15 @@ def test_float64_converts_only_with_truncate_double(trt, tmp_path) -> None:  # n
         truncating, plain = CompilationSettings(truncate_double=True), CompilationSettings()
     assert all(mish_validator(n, truncating) for n in nodes)
     assert not any(mish_validator(n, plain) for n in nodes)
+
+
+def test_the_registered_converter_is_mish_converter(trt) -> None:  # noqa: ANN001
+    """torch-tensorrt's registry holds torch_mish's converter under the converter's own name, apart from
+    the model-conversion API torch_mish.convert_mish."""
+    from torch_tensorrt.dynamo.conversion import DYNAMO_CONVERTERS
+
+    from torch_mish.tensorrt import converters
+
+    registered, _ = DYNAMO_CONVERTERS.get_all_converters_with_target(torch.ops.mish.mish.default)
+    assert registered == [converters.mish_converter]
+    assert not hasattr(converters, "convert_mish")

@@ -88,3 +88,20 @@ def test_layer_types_count_the_network(trt) -> None:  # noqa: ANN001
     assert (
         types.get("ACTIVATION") == 2 and types.get("ELEMENTWISE", 0) >= 1 and sum(types.values()) == len(built.layers())
     )
+
+
+def test_float64_model_with_batchnorm_builds_with_truncate_double(trt) -> None:  # noqa: ANN001
+    """truncate_double=True runs float64 in float32 (torch-tensorrt's meaning): a float64 model with
+    BatchNorm builds and dry-runs on any host, as a Conv+Mish one did; the user's model stays float64."""
+    from torch_mish.tensorrt.inspect import build_network, dry_run
+
+    model = yolo(torch.float64)
+    for spec in (inputs(False, torch.float64), torch.randn(2, 3, IMAGE, IMAGE, dtype=torch.float64)):
+        built = build_network(model, spec, lowering="native", truncate_double=True)
+        assert len(mish_chains(trt, built.network)) == YOLO_MISH_LAYERS
+        assert built.layer_types().get("SCALE", 0) + built.layer_types().get("NORMALIZATION", 0) > 0
+        assert built.network.get_input(0).dtype == trt.DataType.FLOAT
+    report = dry_run(model, inputs(True, torch.float64), lowering="native", truncate_double=True)
+    assert report.fully_converted and report.mish_ops == YOLO_MISH_LAYERS, report.text
+    assert len(report.network.build_serialized_engine()) > 10_000
+    assert {p.dtype for p in model.parameters()} == {torch.float64}

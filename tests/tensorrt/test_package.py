@@ -26,7 +26,7 @@ def test_imports_without_gpu_and_leaves_torch_cuda_alone(trt) -> None:  # noqa: 
     )
     result = _run(code)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip().splitlines()[-1] == "dry_run auto"
+    assert result.stdout.strip().splitlines()[-1] == "dry_run native"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the context changes nothing there")

@@ -24,8 +24,13 @@ def version_field(value: int = 1, field_type: int = FIELD_INT32, length: int = 1
 
 
 def test_creator_identity(harness) -> None:  # noqa: ANN001
+    """The library reports the identity torch_mish/_plugin_identity.py defines (the build compiles it in)."""
+    from torch_mish import _plugin_identity as ident
+
     h = harness.lib
-    assert (h.h_creator_name(), h.h_creator_version(), h.h_creator_namespace()) == (b"TorchMish", b"1", b"torch_mish")
+    expected = (ident.PLUGIN_NAME, ident.PLUGIN_VERSION, ident.PLUGIN_NAMESPACE)
+    assert (h.h_creator_name(), h.h_creator_version(), h.h_creator_namespace()) == tuple(v.encode() for v in expected)
+    assert expected == ("TorchMish", "1", "torch_mish")  # what engines and ONNX files already name
     assert h.h_creator_field_count() == 1
 
 
@@ -80,11 +85,10 @@ def test_malformed_fields_return_null_and_say_why(harness, phase, fields, messag
     assert message in harness.take_log()
 
 
-def test_registers_with_tensorrt_registry(trt) -> None:  # noqa: ANN001
+def test_registers_with_tensorrt_registry(trt, plugin_library) -> None:  # noqa: ANN001
     import torch_mish.tensorrt as mt
 
-    path = mt.load_plugin()
-    assert path is not None and path.exists()
+    assert plugin_library.exists()
     creator = trt.get_plugin_registry().get_creator(mt.PLUGIN_NAME, mt.PLUGIN_VERSION, mt.PLUGIN_NAMESPACE)
     assert creator is not None
     plugin = creator.create_plugin("m", trt.PluginFieldCollection([]), trt.TensorRTPhase.BUILD)

@@ -12,8 +12,7 @@ import textwrap
 import pytest
 import torch
 from helpers import assert_mish_close
-
-from torch_mish.models import YOLOv4CSP
+from yolov4_csp import YOLOv4CSP
 
 YOLO_KW = {"width": 0.25, "depth": 1.0, "num_classes": 80}
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from torch_mish.darknet import layers as L
 from torch_mish.darknet.cfg import CfgError, Section, read_cfg
+from torch_mish.darknet.weights import load_darknet_weights, save_darknet_weights
 
 Shape = tuple[int, int, int]  # (channels, height, width) at the cfg's default input size
 
@@ -202,15 +203,11 @@ class Darknet(nn.Module):
 
     def load_darknet_weights(self, path: str | Path) -> None:
         """Load a darknet ``.weights`` file (see :mod:`torch_mish.darknet.weights`)."""
-        from torch_mish.darknet.weights import load_darknet_weights
-
         load_darknet_weights(self, path)
 
     def save_darknet_weights(self, path: str | Path) -> None:
         """Write the weights in darknet's format; a file loaded with load_darknet_weights is
         written back byte for byte."""
-        from torch_mish.darknet.weights import save_darknet_weights
-
         save_darknet_weights(self, path)
 
     def extra_repr(self) -> str:

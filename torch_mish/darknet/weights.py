@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from torch_mish.darknet import layers as L
-
-if TYPE_CHECKING:
-    from torch_mish.darknet.model import Darknet
 
 # Versions darknet has written (0.1.x; 0.2.0 by pjreddie's darknet; 0.2.5 by AlexeyAB's).
 KNOWN_MAJOR = 0
@@ -33,7 +30,16 @@ class WeightsError(ValueError):
     """A .weights file that does not fit the model's cfg."""
 
 
-def _entries(model: Darknet, loading: bool) -> list[tuple[int, str, Tensor]]:
+class DarknetLayers(Protocol):
+    """What the file format needs of a model (a :class:`~torch_mish.darknet.Darknet` has it): its
+    darknet layers (:mod:`torch_mish.darknet.layers`) in cfg order, and the header (major, minor,
+    revision, seen) of the file it was loaded from, which saving writes back."""
+
+    layers: nn.ModuleList
+    weights_header: tuple[int, int, int, int]
+
+
+def _entries(model: DarknetLayers, loading: bool) -> list[tuple[int, str, Tensor]]:
     """(layer index, what, tensor) in file order."""
     entries = []
     for layer in model.layers:
@@ -61,7 +67,7 @@ def _header_size(major: int, minor: int) -> int:
     return 12 + (8 if major * 10 + minor >= 2 else 4)
 
 
-def load_darknet_weights(model: Darknet, path: str | Path) -> None:
+def load_darknet_weights(model: DarknetLayers, path: str | Path) -> None:
     """Load ``path`` into ``model`` (a :class:`~torch_mish.darknet.Darknet`). Raises
     :class:`WeightsError` (model unchanged) when the file's header is of an unknown version or its
     size does not match the cfg."""
@@ -111,7 +117,7 @@ def load_darknet_weights(model: Darknet, path: str | Path) -> None:
     model.weights_header = (major, minor, revision, seen)
 
 
-def save_darknet_weights(model: Darknet, path: str | Path) -> None:
+def save_darknet_weights(model: DarknetLayers, path: str | Path) -> None:
     """Write ``model``'s weights to ``path`` in darknet's format, with the header it was loaded
     with (0.2.5, seen 0 for a model that never loaded a file)."""
     major, minor, revision, seen = model.weights_header

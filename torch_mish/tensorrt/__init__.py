@@ -7,9 +7,10 @@ too (see ``torch_mish.allow_tensorrt_without_gpu``): networks and engines can be
 TensorRT-RTX, not run.
 
 Lowerings (``set_lowering`` / ``lowering`` / ``TORCH_MISH_TRT_LOWERING``):
-  native  SOFTPLUS(alpha=1, beta=1) -> TANH -> PROD with the input, in the input's dtype.
-  plugin  the TorchMish IPluginV3 layer: the same CUDA kernel as the torch op.
-  auto    (default) native: TensorRT can fuse its layers; a plugin is opaque to its fusion passes.
+  native  (default) SOFTPLUS(alpha=1, beta=1) -> TANH -> PROD with the input, in the input's dtype:
+          TensorRT can fuse these layers.
+  plugin  the TorchMish IPluginV3 layer: the same CUDA kernel as the torch op, opaque to TensorRT's
+          fusion passes.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def compile(
         model: a module calling torch.ops.mish (torch_mish.Mish, or one converted by convert_mish).
         inputs: an example tensor, a ``torch_tensorrt.Input`` (``Input(min_shape=..., opt_shape=...,
             max_shape=...)`` for dynamic shapes), or a sequence of them, one per model input.
-        lowering: 'native', 'plugin' or 'auto'; default: the current one (get_lowering()).
+        lowering: 'native' or 'plugin'; default: the current one (get_lowering()).
         require_full_compilation: fail instead of leaving ops in PyTorch (default True: the point is
             one TensorRT engine).
         min_block_size: smallest TensorRT island (default 1, so no op is sent back to PyTorch).

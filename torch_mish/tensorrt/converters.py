@@ -8,7 +8,6 @@ it and would fall back to PyTorch (splitting the engine) without these.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import tensorrt as trt
@@ -73,7 +72,13 @@ def mish_validator(node: Node, settings: CompilationSettings | None = None) -> b
     return False
 
 
-def _convert(ctx: ConversionContext, target: Target, args: Sequence[Any], name: str) -> TRTTensor:
+@dynamo_tensorrt_converter(
+    torch.ops.mish.mish.default, capability_validator=mish_validator, supports_dynamic_shapes=True
+)
+def mish_converter(
+    ctx: ConversionContext, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any], name: str
+) -> TRTTensor:
+    """torch.ops.mish.mish -> the chosen lowering's layers (``selection.resolve``)."""
     x = args[0]
     if not isinstance(x, TRTTensor):
         x = get_trt_tensor(ctx, x, f"{name}_input")
@@ -93,12 +98,3 @@ def _convert(ctx: ConversionContext, target: Target, args: Sequence[Any], name: 
                 advice="Use set_lowering('native') to lower Mish to TensorRT layers instead.",
             ) from exc
     return add_mish_native(ctx, x, target, name)
-
-
-@dynamo_tensorrt_converter(
-    torch.ops.mish.mish.default, capability_validator=mish_validator, supports_dynamic_shapes=True
-)
-def convert_mish(
-    ctx: ConversionContext, target: Target, args: tuple[Any, ...], kwargs: dict[str, Any], name: str
-) -> TRTTensor:
-    return _convert(ctx, target, args, name)

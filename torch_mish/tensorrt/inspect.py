@@ -16,6 +16,7 @@ torch-tensorrt 2.11 to 2.14, refused with a clear error on other versions.
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from collections.abc import Sequence
@@ -55,6 +56,31 @@ def as_trt_inputs(inputs: Inputs) -> list[torch_tensorrt.Input]:
     return [
         i if isinstance(i, torch_tensorrt.Input) else torch_tensorrt.Input.from_tensor(i) for i in as_input_list(inputs)
     ]
+
+
+def _narrow_float64(model: torch.nn.Module, inputs: list[InputSpec]) -> tuple[torch.nn.Module, list[InputSpec]]:
+    """What ``truncate_double=True`` means (float64 weights and inputs run in float32), done before
+    tracing, on a copy of the model: torch-tensorrt casts float64 constants and engine inputs itself,
+    but its BatchNorm converter hands float64 weights to TensorRT unchanged ("Unsupported tensorrt
+    dtype"), and its dry run casts float64 inputs on a GPU."""
+
+    def narrowed(t: torch.Tensor) -> torch.Tensor:
+        return t.float() if t.dtype == torch.float64 else t
+
+    def narrowed_input(spec: InputSpec) -> InputSpec:
+        if isinstance(spec, torch.Tensor):
+            return narrowed(spec)
+        if spec.dtype.to(torch.dtype, use_default=True) != torch.float64:
+            return spec
+        spec = copy.copy(spec)
+        spec.dtype = torch_tensorrt.dtype.f32
+        spec.torch_tensor = narrowed(spec.torch_tensor)
+        return spec
+
+    tensors = [*model.parameters(), *model.buffers()]
+    if any(t.dtype == torch.float64 for t in tensors):
+        model = copy.deepcopy(model)._apply(narrowed)
+    return model, [narrowed_input(i) for i in inputs]
 
 
 @dataclass
@@ -117,6 +143,8 @@ def build_network(
     from torch_tensorrt.dynamo.lowering import get_decompositions, post_lowering, pre_export_lowering
 
     trt_inputs = as_trt_inputs(inputs)
+    if settings.get("truncate_double"):
+        model, trt_inputs = _narrow_float64(model, trt_inputs)
     with allow_tensorrt_without_gpu():
         compilation = CompilationSettings(**{"min_block_size": 1, **settings, "require_full_compilation": True})
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -175,11 +203,12 @@ def dry_run(
     torch-tensorrt (``torch_executed_ops``, ``truncate_double``, ...)."""
     chosen = _lowering.resolve(lowering)
     trt_inputs = as_trt_inputs(inputs)
-    if settings.get("truncate_double") and not torch.cuda.is_available():
-        raise ValueError(
-            "dry_run(truncate_double=True) needs a GPU: torch-tensorrt moves the float64 inputs there after "
-            "partitioning. On a CPU-only host use build_network(..., truncate_double=True)."
-        )
+    dry_settings = {"min_block_size": 1, "offload_module_to_cpu": True, **settings}
+    if settings.get("truncate_double"):
+        model, trt_inputs = _narrow_float64(model, trt_inputs)
+        if not torch.cuda.is_available():
+            # torch-tensorrt's repair of float64 inputs asks for a GPU, and none are left to repair.
+            del dry_settings["truncate_double"]
     with allow_tensorrt_without_gpu(), tempfile.TemporaryDirectory(prefix="torch_mish_dryrun_") as tmp:
         device = "cuda" if torch.cuda.is_available() else "cpu"
         program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
@@ -191,7 +220,7 @@ def dry_run(
                 program,
                 arg_inputs=trt_inputs,
                 dryrun=str(fresh),
-                **{"min_block_size": 1, "offload_module_to_cpu": True, **settings},
+                **dry_settings,
             )
         text = fresh.read_text()
     if report_path is not None:

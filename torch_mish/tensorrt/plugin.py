@@ -12,7 +12,7 @@ from torch_mish.tensorrt.support import is_tensorrt_rtx
 
 logger = logging.getLogger("torch_mish.tensorrt")
 
-# Defined once, in csrc/trt/plugin_identity.h (read at build time into torch_mish/_build_info.py).
+# Defined once, in torch_mish/_plugin_identity.py (compiled into the plugin library by setup.py).
 PLUGIN_NAME = _plugin_identity.PLUGIN_NAME
 PLUGIN_VERSION = _plugin_identity.PLUGIN_VERSION
 PLUGIN_NAMESPACE = _plugin_identity.PLUGIN_NAMESPACE

@@ -1,6 +1,8 @@
-"""A YOLOv4-CSP (Scaled-YOLOv4) style detector: CSPDarknet53 backbone, SPP-CSP + PAN neck, three
-detection heads. At width = depth = 1 it has the published structure's 115 convolutions and 112
-Mish layers (Wang, Bochkovskiy, Liao, "Scaled-YOLOv4", CVPR 2021; darknet yolov4-csp.cfg).
+"""The benchmarks' and tests' workload: a YOLOv4-CSP (Scaled-YOLOv4) style detector written in PyTorch
+(CSPDarknet53 backbone, SPP-CSP + PAN neck, three detection heads), whose activation is a parameter.
+Users build these detectors from darknet's cfg with torch_mish.darknet. At width = depth = 1 it has
+the published structure's 115 convolutions and 112 Mish layers (Wang, Bochkovskiy, Liao,
+"Scaled-YOLOv4", CVPR 2021; darknet yolov4-csp.cfg).
 
 Written here from the published structure; weights are random unless you load a checkpoint.
 width/depth multipliers shrink it (channels rounded to multiples of 8, at least 8; block repeats at

@@ -1,11 +1,13 @@
-"""Build the TensorRT plugin libraries (called from setup.py; plain nvcc, no torch, no libnvinfer).
+"""Build the TensorRT plugin libraries from csrc/trt (called from setup.py; plain nvcc, no torch, no
+libnvinfer).
 
 TensorRT headers: TENSORRT_INCLUDE_DIR (os.pathsep-separated) when set, else $TENSORRT_ROOT/include,
 then where TensorRT's Debian/RPM packages and tar archives put them. The build says what it found.
 
 One library per TensorRT major version whose headers are found, since ILogger / IPluginRegistry
 changed layout between 10.x and 11.x: lib/libtorch_mish_trt<major>.so. The Mish kernel object is
-compiled once and linked into each.
+compiled once and linked into each, for the architectures the torch op is compiled for, and the
+plugin identity (torch_mish/_plugin_identity.py) goes in as -D definitions.
 """
 
 from __future__ import annotations
@@ -18,10 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from csrc.cuda_arch import gencode_flags
-
-HERE = Path(__file__).resolve().parent
-CSRC = HERE.parent
+ROOT = Path(__file__).resolve().parent.parent
+CSRC = ROOT / "csrc"
 # Where TensorRT's packages and archives put NvInfer.h, searched when TENSORRT_INCLUDE_DIR is unset
 # (after $TENSORRT_ROOT/include): Debian/Ubuntu packages (libnvinfer-dev), RPM packages, and the usual
 # places the tar archive (TensorRT-<version>/include) is unpacked to.
@@ -104,15 +104,22 @@ def plugin_targets(with_cuda: bool, log: Callable[[str], None] = lambda _: None)
     return sorted(targets.values(), key=lambda t: t.major)
 
 
-def build_plugins(out_dir: Path, targets: list[PluginTarget], arch_list: str, log: Callable[[str], None]) -> list[Path]:
-    """Compile the plugin libraries for ``arch_list``: the list setup.py resolved for the torch op too."""
+def build_plugins(
+    out_dir: Path,
+    targets: list[PluginTarget],
+    arch: list[str],
+    identity: Mapping[str, str | int],
+    log: Callable[[str], None],
+) -> list[Path]:
+    """Compile the plugin libraries with ``arch``, the -gencode flags the torch op's CUDA sources get too,
+    and ``identity`` (macro name -> value) defined for csrc/trt/plugin_identity.h."""
     if not targets:
         return []
     nvcc = str(Path(os.environ["CUDA_HOME"]) / "bin" / "nvcc")
-    arch = gencode_flags(arch_list)
     debug = os.environ.get("TORCH_MISH_DEBUG") == "1"
     common = ["-std=c++17", "-Xcompiler", "-fPIC,-fvisibility=hidden", *(["-G", "-g"] if debug else ["-O3"])]
-    build_dir = CSRC.parent / "build" / "trt"
+    defines = [f"-D{name}={value}" for name, value in identity.items()]
+    build_dir = ROOT / "build" / "trt"
     build_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -131,11 +138,12 @@ def build_plugins(out_dir: Path, targets: list[PluginTarget], arch_list: str, lo
                 *common,
                 *arch,
                 "-shared",
+                *defines,
                 "-isystem",
                 str(target.include_dir),
                 "-I",
                 str(CSRC),
-                str(HERE / "mish_plugin.cpp"),
+                str(CSRC / "trt" / "mish_plugin.cpp"),
                 str(kernel_obj),
                 "-o",
                 str(lib),

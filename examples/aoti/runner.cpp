@@ -15,7 +15,7 @@
 // Prints one JSON object per package on stdout. --input: raw bytes of the input tensor in the given
 // dtype, contiguous NCHW (made channels-last after loading with --channels-last); --output: every
 // output's raw bytes, contiguous, one after the other (one file per package: ".<i>" is appended
-// when there are several). Build: benchmarks/aoti/build.sh.
+// when there are several). Build: examples/aoti/build.sh.
 #include <dlfcn.h>
 
 #include <algorithm>

@@ -74,7 +74,7 @@ def convert_hint(count: MishCount, source_kind: str) -> str | None:
         if source_kind == "exported_program"
         else "torch_mish.convert_mish(model) swaps the modules that compute Mish for torch_mish.Mish"
     )
-    return f"note: {others} Mish without torch_mish's op (its fused kernel and the --lowering choice): {fix}"
+    return f"note: {others} Mish computed without torch_mish's op (its fused kernel, its TensorRT lowering): {fix}"
 
 
 def report_fields(count: MishCount, lowering: str | None) -> dict[str, Any]:

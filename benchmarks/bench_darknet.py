@@ -20,6 +20,7 @@ from common import environment, write_table
 from torch import nn
 from yolov4_csp import YOLOv4CSP
 
+from torch_mish._timing import time_calls
 from torch_mish.darknet import Darknet, packaged_cfg
 
 
@@ -47,13 +48,8 @@ def step_fn(model: nn.Module, mode: str, dtype: torch.dtype, x: torch.Tensor) ->
 
 
 def time_ms(fn: Callable[[], None], calls: int = 10) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(calls):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / calls
+    (ms,) = time_calls(fn, "cuda", iters=1, reps=calls)
+    return ms
 
 
 def main() -> None:

@@ -41,7 +41,6 @@ import os
 import re
 import shlex
 import signal
-import statistics
 import subprocess
 import sys
 import time
@@ -226,35 +225,6 @@ def calibrate_batchnorm(model: nn.Module, device: str, passes: int = 2) -> None:
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
-
-
-def time_calls(fn: Callable[[], Any], device: str, warmup: int, iters: int) -> list[float]:
-    """Per-call times in ms: CUDA events around each of `iters` back-to-back calls after warm-up."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    if device != "cuda":
-        times = []
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-        return times
-    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(iters)]
-    for start, end in events:
-        start.record()
-        fn()
-        end.record()
-    torch.cuda.synchronize()
-    return [start.elapsed_time(end) for start, end in events]
-
-
-def quantile(values: Sequence[float], q: float) -> float:
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def allocated(device: str) -> int:
@@ -449,12 +419,14 @@ class Group:
         return "" if proc.returncode == 0 else f"exit {proc.returncode}: {proc.stderr[-200:]}"
 
     def time_all(self) -> None:
+        from torch_mish._timing import time_calls
+
         s = self.spec
         for activation, path, fn, info in self.prepared:
             if self.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             base = allocated(self.device)
-            times = time_calls(fn, self.device, s["warmup"], s["iters"])
+            times = time_calls(fn, self.device, warmup=s["warmup"], iters=s["iters"])
             transient = (torch.cuda.max_memory_allocated() - base) if self.device == "cuda" else 0
             extra = max(0, info["retained_bytes"] - self.weights_bytes) if path != "eager" else 0
             peak = self.weights_bytes + extra + transient
@@ -502,6 +474,8 @@ class Group:
     def _row(
         self, activation: str, path: str, times: Sequence[float] | None = None, peak: int | None = None, **info: Any
     ) -> dict[str, Any]:
+        from torch_mish._timing import percentile
+
         s = self.spec
         row: dict[str, Any] = {
             "model": s["model"],
@@ -510,9 +484,9 @@ class Group:
             "dtype": s["dtype"],
             "batch": s["batch"],
             "image_size": s["image_size"],
-            "ms_median": round(statistics.median(times), 4) if times else None,
-            "ms_p10": round(quantile(times, 0.1), 4) if times else None,
-            "ms_p90": round(quantile(times, 0.9), 4) if times else None,
+            "ms_median": round(percentile(times, 50), 4) if times else None,
+            "ms_p10": round(percentile(times, 10), 4) if times else None,
+            "ms_p90": round(percentile(times, 90), 4) if times else None,
             "peak_gib": round(peak / GIB, 3) if peak is not None else None,
             "gpu": s.get("gpu", 0),
         }

@@ -78,14 +78,9 @@ def evaluations(activation: str, source: str) -> int | None:
 def time_ms(fn: Callable[[], object], device: str) -> float:
     if device == "cuda":
         return graph_time(fn)
-    for _ in range(3):
-        fn()
-    samples = []
-    for _ in range(11):
-        t0 = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    return sorted(samples)[len(samples) // 2]
+    from torch_mish._timing import median, time_calls
+
+    return median(time_calls(fn, device, iters=11, warmup=3))
 
 
 def measure(device: str, dname: str, shape: list[int], mode: str, threshold: int | None) -> list[dict[str, object]]:

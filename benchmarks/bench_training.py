@@ -15,7 +15,6 @@ gradients and optimizer state: what the model alone would need.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from torch import nn
 from yolov4_csp import YOLOv4CSP
 
 import torch_mish
+from torch_mish._timing import percentile, time_calls
 
 
 class ComposedMish(nn.Module):
@@ -126,20 +126,14 @@ def measure(acts: list[str], precision: str, compiled: bool, args: argparse.Name
     for act in acts:
         rows[act]["peak_GiB"] = f"{step_peak_bytes(trainers[act]) / 2**30:.2f}"
     times: dict[str, list[float]] = {act: [] for act in acts}
-    events = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     for r in range(args.rounds):
         order = acts[r % len(acts) :] + acts[: r % len(acts)]
         for act in order:
-            torch.cuda.synchronize()
-            events[0].record()
-            trainers[act].step()
-            events[1].record()
-            events[1].synchronize()
-            times[act].append(events[0].elapsed_time(events[1]))
+            times[act] += time_calls(trainers[act].step, "cuda", iters=1)
     for act in acts:
-        t = sorted(times[act])
-        rows[act]["step_ms"] = f"{statistics.median(t):.2f}"
-        rows[act]["q1_q3_ms"] = f"{t[len(t) // 4]:.2f}-{t[(3 * len(t)) // 4]:.2f}"
+        t = times[act]
+        rows[act]["step_ms"] = f"{percentile(t, 50):.2f}"
+        rows[act]["q1_q3_ms"] = f"{percentile(t, 25):.2f}-{percentile(t, 75):.2f}"
     if args.profile and not compiled:
         for act, gpu_ms in profile(trainers, precision, args.profile_out).items():
             rows[act]["gpu_ms"] = f"{gpu_ms:.2f}"

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import torch_mish
+from torch_mish._timing import median, time_calls
 from torch_mish.darknet import PACKAGED_CFGS, Darknet, packaged_cfg
 
 CPU_IMAGE_SIZE = 128  # on a CPU the demo runs small; on a GPU at the cfg's own size
@@ -50,16 +51,7 @@ def step(title: str) -> None:
 
 def timed(fn: Callable[[], Any], device: str, repeats: int = 10) -> tuple[Any, float]:
     out = fn()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return out, sorted(times)[len(times) // 2] * 1e3
+    return out, median(time_calls(fn, device, iters=repeats))
 
 
 def max_error(got: Any, expected: Any) -> float:

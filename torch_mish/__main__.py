@@ -1,4 +1,4 @@
-"""``python -m torch_mish``: the ``torch-mish`` command (see torch_mish.cli)."""
+"""``python -m torch_mish``: the ``torch-mish`` command (see the torch_mish.cli package)."""
 
 import sys
 

@@ -122,3 +122,20 @@ def count_mish_nodes(graph: torch.fx.Graph) -> tuple[int, int]:
     aten = (torch.ops.aten.mish.default, torch.ops.aten.mish_.default)
     ours = sum(n.target == torch.ops.mish.mish.default for n in graph.nodes)
     return ours, sum(n.target in aten for n in graph.nodes)
+
+
+def count_composed_mish(graph: torch.fx.Graph) -> int:
+    """x * tanh(softplus(x)) written in torch ops, in an FX graph of ATen ops (torch.export's): Mish
+    that no Mish op carries, which ``torch_mish.convert_mish`` swaps for torch_mish's op when a module
+    computes it."""
+    aten = torch.ops.aten
+
+    def softplus_input(tanh: object) -> object:
+        if isinstance(tanh, torch.fx.Node) and tanh.target == aten.tanh.default:
+            softplus = tanh.args[0]
+            if isinstance(softplus, torch.fx.Node) and softplus.target == aten.softplus.default:
+                return softplus.args[0]
+        return None
+
+    products = [n for n in graph.nodes if n.target in (aten.mul.Tensor, aten.mul_.Tensor) and len(n.args) == 2]
+    return sum(softplus_input(b) is a or softplus_input(a) is b for a, b in (n.args for n in products))

@@ -182,8 +182,17 @@ class Darknet(nn.Module):
     def check_input_size(self, height: int, width: int) -> None:
         """Raise ValueError if a height x width input does not fit the network: a size its strides do
         not divide makes two branches disagree where a route or shortcut joins them, deep in forward.
-        Runs the network on fake tensors (shapes only: no arithmetic, no activation memory)."""
+        Runs the network on fake tensors (shapes only: no arithmetic, no activation memory), after
+        the one rule a user can apply up front: a multiple of the network's largest stride."""
         from torch._subclasses.fake_tensor import FakeTensorMode
+
+        stride = self._largest_stride()
+        if height % stride or width % stride:
+            fit = f"{-(-height // stride) * stride}x{-(-width // stride) * stride}"
+            raise ValueError(
+                f"{height}x{width} does not fit {self.source} (its largest stride is {stride}); "
+                f"use a multiple of {stride}, e.g. {fit}"
+            )
 
         fake_log = logging.getLogger("torch._subclasses.fake_tensor")  # logs the failing op's traceback
         level = fake_log.level
@@ -200,6 +209,17 @@ class Darknet(nn.Module):
             ) from None
         finally:
             fake_log.setLevel(level)
+
+    def _largest_stride(self) -> int:
+        """How much the deepest layer downsamples: [net] size over its size there, where that divides
+        evenly (1 otherwise: then only the fake-tensor run decides). Global pooling (1x1) takes any size."""
+        spatial = [(h, w) for _, h, w in self.shapes if h > 1 and w > 1]
+        if not spatial:
+            return 1
+        height, width = min(spatial)
+        if self.height % height or self.width % width or self.height // height != self.width // width:
+            return 1
+        return self.height // height
 
     def load_darknet_weights(self, path: str | Path) -> None:
         """Load a darknet ``.weights`` file (see :mod:`torch_mish.darknet.weights`)."""

@@ -8,7 +8,8 @@ cross-build its engine.
 - ``dry_run``: torch-tensorrt's own converter-coverage check (its public ``dryrun``), then the network
   built with the chosen Mish lowering, so the figure comes from this run and the converter ran.
 - ``build_network``: the network torch-tensorrt would build (the same lowering passes, then its
-  interpreter), for reading back and for ``build_serialized_engine``.
+  interpreter), for reading back and for ``build_serialized_engine``. It comes back as a
+  ``network.BuiltNetwork``, as networks read from ONNX files do (``network.build_onnx_network``).
 
 ``build_network`` goes through torch-tensorrt internals (``torch_mish._compat``): checked on
 torch-tensorrt 2.11 to 2.14, refused with a clear error on other versions.
@@ -26,14 +27,14 @@ from io import StringIO
 from pathlib import Path
 from typing import Any
 
-import tensorrt as trt
 import torch
 import torch_tensorrt
 
 from torch_mish import _compat
 from torch_mish._cpu_tensorrt import allow_tensorrt_without_gpu
-from torch_mish.ops import count_mish_nodes
+from torch_mish.ops import count_composed_mish, count_mish_nodes
 from torch_mish.tensorrt import selection as _lowering
+from torch_mish.tensorrt.network import BuiltNetwork
 
 InputSpec = torch.Tensor | torch_tensorrt.Input
 Inputs = InputSpec | Sequence[InputSpec]
@@ -83,51 +84,6 @@ def _narrow_float64(model: torch.nn.Module, inputs: list[InputSpec]) -> tuple[to
     return model, [narrowed_input(i) for i in inputs]
 
 
-@dataclass
-class BuiltNetwork:
-    """A TensorRT network built as torch-tensorrt builds it. Keep this object alive while using
-    ``network``: it owns the builder and the weights the network refers to."""
-
-    network: trt.INetworkDefinition
-    interpreter: Any
-    timing_cache: bytes | None = None  # after build_serialized_engine(timing_cache=...): the updated cache
-
-    def layers(self) -> list[trt.ILayer]:
-        return [self.network.get_layer(i) for i in range(self.network.num_layers)]
-
-    def layer_types(self) -> dict[str, int]:
-        """Layer count by TensorRT layer type (``{"CONVOLUTION": 115, "ACTIVATION": 224, ...}``)."""
-        counts: dict[str, int] = {}
-        for layer in self.layers():
-            name = str(layer.type).rsplit(".", 1)[-1]
-            counts[name] = counts.get(name, 0) + 1
-        return counts
-
-    def profiles(self) -> list[dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]]:
-        """The optimization profiles the engine will be built with, read back from TensorRT: per
-        profile, input name -> (min, opt, max) shape. Empty for a network with only static shapes."""
-        profiles = self.interpreter.optimization_profiles or []
-        names = [self.network.get_input(i).name for i in range(self.network.num_inputs)]
-        return [{n: tuple(tuple(d) for d in p.get_shape(n)) for n in names} for p in profiles]  # type: ignore[misc]
-
-    def build_serialized_engine(self, *, timing_cache: bytes | None = None) -> bytes:
-        """Build the engine with torch-tensorrt's builder configuration; its serialized bytes. Works
-        on a CPU-only host with TensorRT-RTX (an engine for RTX GPUs).
-
-        ``timing_cache``: a serialized TensorRT timing cache to start from (``b""`` for an empty one),
-        as trtexec's ``--timingCacheFile`` reads it; the updated cache is then in ``timing_cache``
-        on this object, for the caller to write back."""
-        with allow_tensorrt_without_gpu():
-            config = _compat.builder_config(self.interpreter)
-            if timing_cache is not None:
-                config.set_timing_cache(config.create_timing_cache(timing_cache), False)
-            engine = self.interpreter.builder.build_serialized_network(self.network, config)
-        if engine is None:
-            raise RuntimeError("TensorRT build_serialized_network returned None (see the TensorRT log)")
-        if timing_cache is not None:
-            self.timing_cache = bytes(config.get_timing_cache().serialize())
-        return bytes(engine)
-
 
 def build_network(
     model: torch.nn.Module, inputs: Inputs, *, lowering: str | None = None, **settings: Any
@@ -155,7 +111,13 @@ def build_network(
         with _lowering.lowering(lowering or _lowering.get_lowering()):
             interpreter = TRTInterpreter(graph, trt_inputs, compilation_settings=compilation)
             _compat.construct_network(interpreter)
-    return BuiltNetwork(interpreter.ctx.net, interpreter)
+    return BuiltNetwork(
+        interpreter.ctx.net,
+        interpreter.builder,
+        lambda: _compat.builder_config(interpreter),  # torch-tensorrt's configuration: profiles, workspace
+        list(interpreter.optimization_profiles or []),
+        owner=interpreter,
+    )
 
 
 @dataclass
@@ -171,6 +133,7 @@ class CoverageReport:
     lowering: str
     mish_ops: int  # torch.ops.mish.mish calls: the ones the lowering decides
     aten_mish_ops: int = 0  # nn.Mish / F.mish (aten.mish): torch-tensorrt decomposes these itself
+    composed_mish_ops: int = 0  # x * tanh(softplus(x)) in plain torch ops: no Mish op at all
     network: BuiltNetwork | None = field(default=None, repr=False)
 
     @property
@@ -213,6 +176,7 @@ def dry_run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
         program = torch_tensorrt.dynamo.trace(model, tuple(trt_inputs), device=device)
         mish_ops, aten_mish_ops = count_mish_nodes(program.graph)
+        composed_mish_ops = count_composed_mish(program.graph)
         # A fresh path: torch-tensorrt will not overwrite an existing report (it keeps the old one).
         fresh = Path(tmp) / "dryrun.txt"
         with _lowering.lowering(chosen), redirect_stdout(StringIO()):  # it also prints the report
@@ -236,6 +200,7 @@ def dry_run(
         lowering=chosen,
         mish_ops=mish_ops,
         aten_mish_ops=aten_mish_ops,
+        composed_mish_ops=composed_mish_ops,
     )
     if report.supported_ops == report.total_ops and report.engines == 1:
         network_settings = {k: v for k, v in settings.items() if k != "torch_executed_ops"}

@@ -1,0 +1,41 @@
+"""Fixtures of the CLI tests: darknet weights, ONNX files and programs exported once per module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cli.helpers import HAS_ORT, SIZE, darknet
+from torch_mish import cli
+from torch_mish.darknet import Darknet
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Darknet, Path]:
+    model = darknet("yolov4-tiny")
+    path = tmp_path_factory.mktemp("weights") / "tiny.weights"
+    model.save_darknet_weights(path)
+    return model, path
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_weights: tuple[Darknet, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not HAS_ORT:
+        pytest.skip("onnx, onnxscript and onnxruntime are not installed")
+    _, weights = tiny_weights
+    out = tmp_path_factory.mktemp("export") / "tiny.onnx"
+    argv = ["export", "yolov4-tiny.cfg", "--weights", str(weights), "--image-size", str(SIZE), "--batch", "1:2:4"]
+    assert cli.main([*argv, "-o", str(out), "-q"]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """small_model exported at 16x16 with a static batch of 2 and with a batch range 1:2:8."""
+    folder = tmp_path_factory.mktemp("programs")
+    paths = {"static": folder / "b2.pt2", "dynamic": folder / "dyn.pt2"}
+    for kind, batch in [("static", "2"), ("dynamic", "1:2:8")]:
+        argv = ["export", "cli.helpers:small_model", "--image-size", "16", "--batch", batch, "-o", str(paths[kind])]
+        assert cli.main([*argv, "-q"]) == 0
+    return paths

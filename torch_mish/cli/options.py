@@ -1,0 +1,253 @@
+"""The command line, parsed once into typed options: the only module that sees argparse's Namespace.
+
+A subcommand declares its options as a frozen dataclass whose fields are either option groups shared
+by several commands (``ModelOptions``, ``EngineOptions``) or its own flags, named by their argparse
+dest; ``output_file`` fields are checked paths. ``parse`` turns the command line into an
+``Invocation``: which command, its console, and its options (bound and validated when asked, so that
+an invalid value is reported as that command's error). ``add_command`` makes a subcommand's parser from
+its module's docstring.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch_mish.cli.console import Console
+
+PROG = "torch-mish"
+DTYPES = ("float32", "float16", "bfloat16")
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+Batch = tuple[int, int, int]  # (min, opt, max)
+SRC_HELP = (
+    "a darknet .cfg (a path, or a cfg shipped with torch_mish: yolov4.cfg, yolov4-csp.cfg, yolov4x-mish.cfg, "
+    "yolov4-p5.cfg, yolov4-tiny.cfg), a .pt2 ExportedProgram, or module:factory (a function returning an nn.Module)"
+)
+
+
+class UsageError(Exception):
+    """A usage or input error: exit status 2, one line that says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model to load and the input it is exported or built for."""
+
+    source: str
+    weights: Path | None
+    image_size: tuple[int, int] | None  # None: the source's own (a cfg's [net] size, a .pt2's), else 640
+    batch: Batch | None  # None: the source's own (a .pt2's), else 1
+    dtype: str  # one of DTYPES: the model's and its input's, so an engine's precision
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    lowering: str | None  # None: TORCH_MISH_TRT_LOWERING, else the library's default
+    workspace_mib: int | None
+
+
+@dataclass(frozen=True)
+class Invocation:
+    command: str
+    console: Console
+    run: Callable[[Any, Console], dict[str, Any]]
+    bind: Callable[[], Any]  # the command's options; raises UsageError
+
+
+def output_file(*suffixes: str, flag: str = "-o") -> Any:
+    """A dataclass field for an output file flag: a Path whose name ends in one of ``suffixes`` in an
+    existing directory, or None where the flag was not given."""
+    return dataclasses.field(metadata={"suffixes": suffixes, "flag": flag})
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+# --- parsers --------------------------------------------------------------------------------------
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default where there is one (not None or False) and the help text does not already say it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_command(subparsers: Any, run: Callable[..., dict[str, Any]], *, sources: str = "") -> argparse.ArgumentParser:
+    """The parser of the subcommand whose ``run(options, console)`` is given, named after run's module
+    and bound to the dataclass that run's ``options`` is annotated with. Its texts are that module's
+    docstring: "``torch-mish NAME``: HELP." (its line in the list), the description's paragraphs, and
+    "example: ARGS" last. The positional ``src`` takes models, and ``sources`` more."""
+    module = sys.modules[run.__module__]
+    name = module.__name__.rsplit(".", 1)[-1]
+    head, *description, example = (" ".join(p.split()) for p in (module.__doc__ or "").strip().split("\n\n"))
+    if not head.startswith(f"``{PROG} {name}``: ") or not example.startswith("example: ") or not description:
+        raise ValueError(f"{module.__name__}: its docstring is not a command's help (see options.add_command)")
+    parser = subparsers.add_parser(
+        name,
+        help=head.split(": ", 1)[1].removesuffix("."),
+        description="\n\n".join(description) + f"\n\nexample:\n  {PROG} {name} {example.removeprefix('example: ')}",
+        formatter_class=HelpFormatter,
+    )
+    parser.set_defaults(run=run, options=typing.get_type_hints(run)["options"])
+    parser.add_argument("src", help=SRC_HELP + sources)
+    return parser
+
+
+def add_model_args(p: argparse.ArgumentParser, batch_help: str, *, engine: bool = False) -> None:
+    """The flags of ModelOptions; with ``engine``, EngineOptions' and an engine's precision too."""
+    p.add_argument("--weights", help="darknet .weights for a .cfg source (random weights without it)")
+    p.add_argument("--image-size", help="input H or HxW (default: the cfg's [net] size, the .pt2's, else 640)")
+    p.add_argument("--batch", help=f"{batch_help} (default: the .pt2's, else 1)")
+    if not engine:
+        return
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help="float16 engine: engines are strongly typed, so the model and its inputs are converted to float16 "
+        "(an .onnx source must already be float16: torch-mish export --dtype float16)",
+    )
+    p.add_argument("--bf16", action="store_true", help="bfloat16 engine (the model and its inputs are converted)")
+    add_lowering_arg(p, "Mish in TensorRT (model sources; default: $TORCH_MISH_TRT_LOWERING, else native)")
+    p.add_argument("--workspace", type=int_at_least(1), metavar="MiB", help="TensorRT workspace limit")
+    p.add_argument("--minShapes", dest="min_shapes", help="trtexec spelling: input:NxCxHxW (with opt and max)")
+    p.add_argument("--optShapes", dest="opt_shapes", help="trtexec spelling")
+    p.add_argument("--maxShapes", dest="max_shapes", help="trtexec spelling")
+
+
+def add_lowering_arg(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--lowering", choices=("native", "plugin"), help=help_text)
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (messages go to stderr)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no messages or progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="library logs, tracebacks, the layer table")
+
+
+# --- from the command line to options -------------------------------------------------------------
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> Invocation:
+    """The command line as an Invocation (argparse exits 2 with its message on a malformed one)."""
+    flags = vars(parser.parse_args(argv))
+    console = Console(quiet=flags["quiet"], verbose=flags["verbose"], json=flags["json"])
+    return Invocation(flags["command"], console, flags["run"], lambda: bind(flags["options"], flags))
+
+
+def bind(cls: type, flags: dict[str, Any]) -> Any:
+    """An instance of the options dataclass ``cls``: groups built from their flags, output files
+    checked, Path fields made paths, every other field the flag of its name."""
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if hints[f.name] in GROUPS:
+            values[f.name] = GROUPS[hints[f.name]](flags)
+        elif "suffixes" in f.metadata:
+            text = flags[f.name]
+            values[f.name] = None if text is None else output_path(text, f.metadata["suffixes"], f.metadata["flag"])
+        elif hints[f.name] is Path:
+            values[f.name] = Path(flags[f.name])
+        else:
+            values[f.name] = flags[f.name]
+    return cls(**values)
+
+
+def output_path(text: str, suffixes: Sequence[str], flag: str) -> Path:
+    path = Path(text)
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{flag} {text}: the file name must end in {' or '.join(suffixes)}")
+    if not path.parent.is_dir():
+        raise UsageError(f"{flag} {text}: the directory {path.parent} does not exist; create it first")
+    return path
+
+
+def model_options(flags: dict[str, Any]) -> ModelOptions:
+    """--batch or trtexec's --minShapes/--optShapes/--maxShapes (their first dimension; H and W too),
+    --image-size, and the dtype: --dtype, or an engine's --fp16/--bf16."""
+    image_size = parse_image_size(flags["image_size"]) if flags["image_size"] is not None else None
+    shapes = [flags.get(k) for k in ("min_shapes", "opt_shapes", "max_shapes")]
+    batch = parse_batch(flags["batch"]) if flags["batch"] is not None else None
+    if any(shapes):
+        if batch is not None:
+            raise UsageError("--batch and --minShapes/--optShapes/--maxShapes: give one or the other")
+        if not all(shapes):
+            missing = [f"--{k}Shapes" for k, given in zip(("min", "opt", "max"), shapes, strict=True) if not given]
+            raise UsageError(f"--minShapes, --optShapes and --maxShapes go together: {', '.join(missing)} missing")
+        parsed = [parse_trtexec_shapes(s) for s in shapes]
+        if len({s[1:] for s in parsed}) != 1 or len(parsed[0]) != 4:
+            raise UsageError(
+                "--minShapes/--optShapes/--maxShapes: only the batch may differ (NxCxHxW), e.g. 1x3x640x640"
+            )
+        image_size = image_size or (parsed[0][2], parsed[0][3])
+        batch = parse_batch(":".join(str(s[0]) for s in parsed))
+    if flags.get("fp16") and flags.get("bf16"):
+        raise UsageError("--fp16 and --bf16 together: engines are strongly typed, pick one precision")
+    dtype = "float16" if flags.get("fp16") else "bfloat16" if flags.get("bf16") else flags.get("dtype", "float32")
+    weights = Path(flags["weights"]) if flags["weights"] else None
+    return ModelOptions(flags["src"], weights, image_size, batch, dtype)
+
+
+def engine_options(flags: dict[str, Any]) -> EngineOptions:
+    return EngineOptions(flags["lowering"], flags["workspace"])
+
+
+GROUPS: dict[Any, Callable[[dict[str, Any]], Any]] = {ModelOptions: model_options, EngineOptions: engine_options}
+
+
+def parse_batch(text: str) -> Batch:
+    """``N`` (static) or ``MIN:OPT:MAX`` (dynamic batch)."""
+    try:
+        values = [int(p) for p in text.split(":")]
+    except ValueError:
+        raise UsageError(f"--batch {text}: expected N or MIN:OPT:MAX, e.g. --batch 1:8:16") from None
+    if len(values) == 1:
+        values *= 3
+    if len(values) != 3 or not 1 <= values[0] <= values[1] <= values[2]:
+        raise UsageError(f"--batch {text}: expected N or MIN:OPT:MAX with 1 <= MIN <= OPT <= MAX, e.g. --batch 1:8:16")
+    return values[0], values[1], values[2]
+
+
+def parse_image_size(text: str) -> tuple[int, int]:
+    try:
+        values = [int(p) for p in text.lower().split("x")]
+    except ValueError:
+        raise UsageError(f"--image-size {text}: expected H or HxW, e.g. --image-size 640 or 384x640") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 1:
+        raise UsageError(f"--image-size {text}: expected H or HxW with positive sizes, e.g. 384x640")
+    return values[0], values[1]
+
+
+def parse_trtexec_shapes(text: str) -> tuple[int, ...]:
+    """trtexec's ``name:1x3x640x640`` (or a bare ``1x3x640x640``): the shape."""
+    shape = text.rsplit(":", 1)[-1]
+    try:
+        return tuple(int(d) for d in shape.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"shape {text}: expected input:NxCxHxW, e.g. --minShapes images:1x3x640x640") from None
+
+
+def format_batch(batch: Batch) -> str:
+    return str(batch[0]) if batch[0] == batch[2] else ":".join(map(str, batch))

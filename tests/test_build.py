@@ -122,6 +122,9 @@ def test_plugin_identity_comes_from_the_header() -> None:
         "plugin_version": "1",
         "plugin_namespace": "torch_mish",
         "plugin_format_version": 1,
+        "nms_plugin_name": "DarknetNMS",
+        "nms_plugin_version": "1",
+        "nms_plugin_format_version": 1,
     }
     info = torch_mish.build_info()
     assert {k: info.get(k) for k in header} == header, "build_info() disagrees with plugin_identity.h: rebuild"
@@ -148,7 +151,7 @@ def test_no_hand_copies_of_the_plugin_identity() -> None:
         if path.name == "_build_info.py":  # written by setup.py from the header
             continue
         for lineno, line in enumerate(path.read_text().splitlines(), 1):
-            if re.match(r"\s*(PLUGIN_\w+|FORMAT_VERSION)\s*(:\s*\w+\s*)?=\s*(\"|'|\d)", line):
+            if re.match(r"\s*(\w*PLUGIN_\w+|\w*FORMAT_VERSION)\s*(:\s*\w+\s*)?=\s*(\"|'|\d)", line):
                 copies.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")
             if re.search(r"plugin_(version|namespace)\s*=\s*[\"']", line):
                 copies.append(f"{path.relative_to(ROOT)}:{lineno}: {line.strip()}")

@@ -1,4 +1,5 @@
-"""The TensorRT plugin's identity: creator name, version, namespace and serialized-field format version.
+"""The TensorRT plugins' identities (TorchMish, DarknetNMS): creator name, version, namespace and
+serialized-field format version.
 
 Defined once, in csrc/trt/plugin_identity.h. setup.py copies the values into torch_mish/_build_info.py,
 so an installed package has them whether or not a plugin library was built (torch_mish.onnx writes
@@ -21,6 +22,9 @@ _FIELDS = {
     "kPluginVersion": ("plugin_version", "PLUGIN_VERSION"),
     "kPluginNamespace": ("plugin_namespace", "PLUGIN_NAMESPACE"),
     "kFormatVersion": ("plugin_format_version", "FORMAT_VERSION"),
+    "kNmsPluginName": ("nms_plugin_name", "NMS_PLUGIN_NAME"),
+    "kNmsPluginVersion": ("nms_plugin_version", "NMS_PLUGIN_VERSION"),
+    "kNmsFormatVersion": ("nms_plugin_format_version", "NMS_FORMAT_VERSION"),
 }
 _CONSTANT = re.compile(r"constexpr\s+[\w\s*]+?\b(k\w+)\s*=\s*(\"[^\"]*\"|-?\d+)\s*;")
 

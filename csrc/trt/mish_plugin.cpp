@@ -7,6 +7,7 @@
 #include <string>
 #include <type_traits>
 
+#include "darknet_nms_plugin.h"
 #include "kernels/mish_launch.h"
 
 namespace mish::trt {
@@ -390,8 +391,9 @@ __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const*
   nbCreators = 0;
   try {
     static mish::trt::MishPluginCreator creator;
-    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-    nbCreators = 1;
+    static mish::trt::DarknetNmsPluginCreator nms_creator;
+    static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator, &nms_creator};
+    nbCreators = 2;
     return creators;
   } catch (...) {
     mish::trt::log_error("getCreators failed");

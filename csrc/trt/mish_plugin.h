@@ -12,6 +12,7 @@
 
 #include <NvInferRuntime.h>
 
+#include <atomic>
 #include <string>
 
 #include "plugin_identity.h"
@@ -83,6 +84,10 @@ class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
   nvinfer1::PluginField mField;
   nvinfer1::PluginFieldCollection mFieldNames{};
 };
+
+// The logger finder TensorRT hands the library (setLoggerFinder, mish_plugin.cpp); every plugin in the
+// library logs through it.
+extern std::atomic<nvinfer1::ILoggerFinder*> gLoggerFinder;
 
 // Reports through TensorRT's logger when the runtime gave us one (setLoggerFinder), else stderr.
 void log_error(std::string const& message) noexcept;

@@ -45,16 +45,7 @@
 
 namespace mish::nms {
 
-struct NmsParams {
-  float conf_thresh;  // objectness and class score must exceed it
-  float iou_thresh;   // a box suppresses where its criterion exceeds it
-  int32_t max_det;    // K: detections per image
-  NmsKind kind;
-  float beta;        // kDiou's exponent (float, as darknet stores beta_nms); ignored by the other kinds
-  float net_width;   // darknet compares boxes in units of the network input:
-  float net_height;  // cx / net_width, cy / net_height, w / net_width, h / net_height
-};
-
+// NmsParams: darknet_nms_math.h.
 size_t darknet_nms_workspace_size(int64_t batch, int64_t num_rows, int64_t classes, int64_t max_det);
 
 cudaError_t launch_darknet_nms(DType dtype, const void* rows, int64_t batch, int64_t num_rows, int64_t classes,

@@ -38,6 +38,17 @@ enum class NmsKind : int32_t {
 // beta_nms, which darknet stores as a float (box_diounms promotes it). Unused for kDefault.
 DARKNET_NMS_HD double diou_exponent(NmsKind kind, float beta) { return kind == NmsKind::kGreedy ? 0.6 : double(beta); }
 
+// What an NMS call is asked (the launcher's and the CPU op's parameters).
+struct NmsParams {
+  float conf_thresh;  // objectness and class score must exceed it
+  float iou_thresh;   // a box suppresses where its criterion exceeds it
+  int32_t max_det;    // K: detections per image
+  NmsKind kind;
+  float beta;        // kDiou's exponent (float, as darknet stores beta_nms); ignored by the other kinds
+  float net_width;   // darknet compares boxes in units of the network input:
+  float net_height;  // cx / net_width, cy / net_height, w / net_width, h / net_height
+};
+
 // Centre and size in darknet's relative units.
 struct RelBox {
   float x, y, w, h;

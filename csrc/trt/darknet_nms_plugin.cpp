@@ -14,11 +14,11 @@
 namespace mish::trt {
 namespace {
 
+using nms::NmsKind;
+using nms::NmsParams;
 using nvinfer1::DataType;
 using nvinfer1::PluginFieldType;
 using nvinfer1::TensorFormat;
-using nms::NmsKind;
-using nms::NmsParams;
 
 // Field order of getFieldNames() and getFieldsToSerialize(): the op's arguments after `rows`, and the
 // schema version. The names are the ONNX node's attribute names too (TensorRT's parser passes each
@@ -30,12 +30,17 @@ struct FieldSpec {
   PluginFieldType type;
 };
 constexpr FieldSpec kFieldSpecs[kNmsNbFields] = {
-    {kFormatVersionField, PluginFieldType::kINT32}, {"conf_thresh", PluginFieldType::kFLOAT32},
-    {"iou_thresh", PluginFieldType::kFLOAT32},      {"max_det", PluginFieldType::kINT32},
-    {"kind", PluginFieldType::kCHAR},               {"beta", PluginFieldType::kFLOAT32},
-    {"net_width", PluginFieldType::kFLOAT32},       {"net_height", PluginFieldType::kFLOAT32},
+    {kFormatVersionField, PluginFieldType::kINT32},
+    {"conf_thresh", PluginFieldType::kFLOAT32},
+    {"iou_thresh", PluginFieldType::kFLOAT32},
+    {"max_det", PluginFieldType::kINT32},
+    {"kind", PluginFieldType::kCHAR},
+    {"beta", PluginFieldType::kFLOAT32},
+    {"net_width", PluginFieldType::kFLOAT32},
+    {"net_height", PluginFieldType::kFLOAT32},
 };
-constexpr char const* kFieldList = "format_version, conf_thresh, iou_thresh, max_det, kind, beta, net_width, net_height";
+constexpr char const* kFieldList =
+    "format_version, conf_thresh, iou_thresh, max_det, kind, beta, net_width, net_height";
 
 // darknet's [yolo] nms_kind names (the op's `kind` argument).
 struct KindName {
@@ -146,8 +151,7 @@ bool valid_params(NmsParams const& p, char const* who) {
     log_nms_error("%s: max_det must be at least 1, got %d", who, p.max_det);
   } else if (!(std::isfinite(p.beta) && p.beta >= 0.f)) {
     log_nms_error("%s: beta must be finite and >= 0, got %g", who, static_cast<double>(p.beta));
-  } else if (!(std::isfinite(p.net_width) && p.net_width > 0.f && std::isfinite(p.net_height) &&
-               p.net_height > 0.f)) {
+  } else if (!(std::isfinite(p.net_width) && p.net_width > 0.f && std::isfinite(p.net_height) && p.net_height > 0.f)) {
     log_nms_error("%s: net_width and net_height must be finite and > 0, got %g and %g", who,
                   static_cast<double>(p.net_width), static_cast<double>(p.net_height));
   } else {
@@ -163,9 +167,9 @@ bool read_field(nvinfer1::PluginField const& f, int32_t index, NmsParams& p, int
   bool const is_text = spec.type == PluginFieldType::kCHAR;
   if (f.type != spec.type || f.data == nullptr || (is_text ? f.length < 1 : f.length != 1)) {
     log_nms_error("%s: field '%s' must be %s (got type %d, length %d%s)", who, spec.name,
-                  is_text                                  ? "a kCHAR string"
+                  is_text                                ? "a kCHAR string"
                   : spec.type == PluginFieldType::kINT32 ? "one kINT32 value"
-                                                           : "one kFLOAT32 value",
+                                                         : "one kFLOAT32 value",
                   static_cast<int32_t>(f.type), f.length, f.data == nullptr ? ", no data" : "");
     return false;
   }
@@ -246,9 +250,10 @@ int32_t DarknetNmsPlugin::getOutputShapes(nvinfer1::DimsExprs const* inputs, int
                                           nvinfer1::IExprBuilder& exprBuilder) noexcept {
   if (!check_io(nbInputs, nbOutputs, "getOutputShapes") || inputs == nullptr || outputs == nullptr) return -1;
   if (nbShapeInputs != 0 || inputs[0].nbDims != 3) {
-    log_nms_error("getOutputShapes: expected rows of rank 3 (N, R, 5 + classes) and no shape inputs, got rank %d and "
-                  "%d shape inputs",
-                  inputs[0].nbDims, nbShapeInputs);
+    log_nms_error(
+        "getOutputShapes: expected rows of rank 3 (N, R, 5 + classes) and no shape inputs, got rank %d and "
+        "%d shape inputs",
+        inputs[0].nbDims, nbShapeInputs);
     return -1;
   }
   nvinfer1::IDimensionExpr const* batch = inputs[0].d[0];
@@ -342,10 +347,10 @@ int32_t DarknetNmsPlugin::enqueue(nvinfer1::PluginTensorDesc const* inputDesc,
   if (!problem_of(inputDesc[0].dims, "enqueue", p)) return -1;
   // TensorRT allocated getWorkspaceSize() for the profile's largest input: at least this much.
   size_t const bytes = nms::darknet_nms_workspace_size(p.batch, p.rows, p.classes, mParams.max_det);
-  cudaError_t const err = nms::launch_darknet_nms(
-      dtype, inputs[0], p.batch, p.rows, p.classes, mParams, static_cast<int32_t*>(outputs[0]),
-      static_cast<float*>(outputs[1]), static_cast<float*>(outputs[2]), static_cast<int32_t*>(outputs[3]), workspace,
-      bytes, stream);
+  cudaError_t const err =
+      nms::launch_darknet_nms(dtype, inputs[0], p.batch, p.rows, p.classes, mParams, static_cast<int32_t*>(outputs[0]),
+                              static_cast<float*>(outputs[1]), static_cast<float*>(outputs[2]),
+                              static_cast<int32_t*>(outputs[3]), workspace, bytes, stream);
   if (err != cudaSuccess) {
     log_nms_error("enqueue: launch_darknet_nms failed: %s", cudaGetErrorString(err));
     return -1;
@@ -359,8 +364,8 @@ nvinfer1::IPluginV3* DarknetNmsPlugin::attachToContext(nvinfer1::IPluginResource
 
 nvinfer1::PluginFieldCollection const* DarknetNmsPlugin::getFieldsToSerialize() noexcept {
   char const* kind = kind_name(mParams.kind);
-  void const* data[kNmsNbFields] = {&mFormatVersion, &mParams.conf_thresh, &mParams.iou_thresh, &mParams.max_det,
-                                    kind,            &mParams.beta,        &mParams.net_width,  &mParams.net_height};
+  void const* data[kNmsNbFields] = {&mFormatVersion, &mParams.conf_thresh, &mParams.iou_thresh, &mParams.max_det, kind,
+                                    &mParams.beta,   &mParams.net_width,   &mParams.net_height};
   for (int32_t i = 0; i < kNmsNbFields; ++i) {
     bool const is_text = kFieldSpecs[i].type == PluginFieldType::kCHAR;
     int32_t const length = is_text ? static_cast<int32_t>(std::strlen(kind) + 1) : 1;  // with its NUL
@@ -421,9 +426,10 @@ nvinfer1::IPluginV3* DarknetNmsPluginCreator::createPlugin(char const* name, nvi
     }
   }
   if (version != kNmsFormatVersion) {
-    log_nms_error("%s: serialized by format version %d, this library reads version %d: rebuild the engine with this "
-                  "torch_mish",
-                  who, version, kNmsFormatVersion);
+    log_nms_error(
+        "%s: serialized by format version %d, this library reads version %d: rebuild the engine with this "
+        "torch_mish",
+        who, version, kNmsFormatVersion);
     return nullptr;
   }
   if (!valid_params(params, who)) return nullptr;

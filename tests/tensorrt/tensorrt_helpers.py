@@ -70,3 +70,18 @@ def mish_chains(trt: Any, network: Any) -> list[tuple]:
 
 def plugin_layer_count(trt: Any, network: Any) -> int:
     return sum(network.get_layer(i).type == trt.LayerType.PLUGIN_V3 for i in range(network.num_layers))
+
+
+def random_rows(
+    batch: int, num_rows: int, classes: int, gen: torch.Generator, net: tuple[float, float] = (416.0, 416.0)
+) -> torch.Tensor:
+    """float32 darknet rows (N, R, 5 + classes) in input pixels of a ``net`` (width, height) input:
+    boxes clustered around a few centres (so that NMS suppresses, and DIoU differs from IoU), sizes
+    up to 30 % of the input, objectness and class probabilities uniform in [0, 1]."""
+    size = torch.tensor(net)
+    centres = torch.rand(batch, max(1, num_rows // 6), 2, generator=gen) * size
+    pick = torch.randint(0, centres.shape[1], (batch, num_rows, 1), generator=gen).expand(-1, -1, 2)
+    xy = centres.gather(1, pick) + torch.randn(batch, num_rows, 2, generator=gen) * 4
+    wh = torch.rand(batch, num_rows, 2, generator=gen) * size * 0.3 + 2
+    scores = torch.rand(batch, num_rows, 1 + classes, generator=gen)
+    return torch.cat([xy, wh, scores], dim=-1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pytest
 import torch
 
 
@@ -160,3 +161,14 @@ def assert_same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...], what: 
     for x, y, name in zip(a, b, ("num_dets", "det_boxes", "det_scores", "det_classes"), strict=True):
         assert x.dtype == y.dtype and x.shape == y.shape, f"{what} {name}"
         assert torch.equal(x.cpu(), y.cpu()), f"{what} {name} differs"
+
+
+def decisive_case(gen: torch.Generator, draw, conf, iou, max_det, kind, beta=0.6, net=(1.0, 1.0)):
+    """rows drawn by draw(gen), and their reference, redrawn while a criterion lies within float32's
+    rounding of the threshold (then float32 kernels may rightly decide either way)."""
+    for _ in range(20):
+        rows = draw(gen)
+        ref = reference_nms(rows, conf, iou, max_det, kind, beta, *net)
+        if ref.margin > 1e-5:
+            return rows, ref
+    pytest.fail("no case without a near-threshold criterion in 20 draws")

@@ -133,8 +133,12 @@ def test_a_model_without_yolo_heads_is_refused() -> None:
         Detector("yolov4.cfg")  # type: ignore[arg-type]
 
 
-def test_a_model_in_training_mode_is_refused(gen: torch.Generator) -> None:
+def test_the_detector_stays_in_eval_mode(gen: torch.Generator) -> None:
     det = Detector(small_model().train())
+    assert not det.training and not det.model.training
+    det.train()
+    assert not det.training and not det.model.training
+    det.model.train()  # behind the Detector's back: a clear error, not a wrong result
     with pytest.raises(TypeError, match=r"darknet rows .*got list.*\.eval\(\)"):
         det(torch.rand(1, 3, 48, 64, generator=gen))
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import HAS_CUDA, requires_cuda
-from nms_ref import assert_matches, assert_same, make_rows, random_rows, reference_nms
+from nms_ref import assert_matches, assert_same, decisive_case, make_rows, random_rows, reference_nms
 
 from torch_mish.darknet import darknet_nms
 
@@ -24,17 +24,6 @@ def detections(out: tuple[torch.Tensor, ...], image: int = 0) -> list[tuple[floa
     num, boxes, scores, classes = (t.cpu() for t in out)
     k = int(num[image, 0])
     return [(float(scores[image, i]), int(classes[image, i]), tuple(boxes[image, i].tolist())) for i in range(k)]
-
-
-def decisive_case(gen: torch.Generator, draw, conf, iou, max_det, kind, beta=0.6, net=(1.0, 1.0)):
-    """rows drawn by draw(gen), and their reference, redrawn while a criterion lies within float32's
-    rounding of the threshold (then float32 kernels may rightly decide either way)."""
-    for _ in range(20):
-        rows = draw(gen)
-        ref = reference_nms(rows, conf, iou, max_det, kind, beta, *net)
-        if ref.margin > 1e-5:
-            return rows, ref
-    pytest.fail("no case without a near-threshold criterion in 20 draws")
 
 
 # --- hand-made cases ---------------------------------------------------------------------------

@@ -95,7 +95,8 @@ class Detector(nn.Module):
 
     Args:
         model: a network with darknet [yolo] heads (:class:`~torch_mish.darknet.Darknet`) whose eval
-            output is darknet rows (N, R, 5 + classes). Put it in eval mode.
+            output is darknet rows (N, R, 5 + classes). The Detector puts it in eval mode and keeps
+            it there (``train()`` leaves both in eval mode).
         conf_thresh, iou_thresh, max_det: see :func:`darknet_nms`.
         nms_kind, beta_nms: default to the last [yolo] head's ``nms_kind`` and ``beta_nms``, as
             darknet's ``detector test`` takes them from the network's last layer.
@@ -130,6 +131,13 @@ class Detector(nn.Module):
         self.nms_kind = kind
         self.beta_nms = float(beta)
         self.classes = heads[-1].classes
+        self.eval()
+
+    def train(self, mode: bool = True) -> Detector:
+        """A Detector stays in eval mode, and its model with it: a Darknet in training mode returns
+        the heads' raw outputs, not rows. (The TorchScript ONNX exporter, for one, calls train() to
+        restore the mode a module had before export.)"""
+        return super().train(False)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         rows = self.model(x)

@@ -6,6 +6,9 @@
     model.load_darknet_weights("yolov4-csp.weights")
     det = model.eval()(x)  # (N, R, 5 + classes): cx, cy, w, h (input pixels), objectness, class scores
     num_dets, boxes, scores, classes = Detector(model)(x)  # darknet's thresholds and NMS
+
+Images in and out (reading, darknet's resize and letterbox, boxes back to the original image,
+drawing, COCO results rows, the 80 COCO names): :mod:`torch_mish.darknet.images`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from torch_mish.darknet import images
 from torch_mish.darknet.cfg import CfgError, read_cfg
 from torch_mish.darknet.detector import Detector, darknet_nms
 from torch_mish.darknet.model import Darknet
@@ -38,6 +42,7 @@ __all__ = [
     "Detector",
     "WeightsError",
     "darknet_nms",
+    "images",
     "load_darknet_weights",
     "packaged_cfg",
     "read_cfg",

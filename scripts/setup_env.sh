@@ -31,7 +31,7 @@ if ! "$PY" -c 'import torch' 2>/dev/null; then
   pip_install "$TORCH_SPEC"
 fi
 step "installing build and test dependencies"
-pip_install ninja numpy pytest hypothesis onnx onnxscript onnxruntime setuptools wheel tqdm timm
+pip_install ninja numpy pytest hypothesis onnx onnxscript onnxruntime setuptools wheel tqdm timm pillow
 if [ -n "$TORCH_TRT_SPEC" ] && ! "$PY" -c 'import importlib.util as u; exit(u.find_spec("torch_tensorrt") is None)'; then
   step "installing $TORCH_TRT_SPEC (optional: TensorRT lowering tests skip without it)"
   pip_install "$TORCH_TRT_SPEC" || echo "warning: could not install $TORCH_TRT_SPEC; TensorRT tests will skip"

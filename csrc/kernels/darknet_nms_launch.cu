@@ -28,12 +28,12 @@
 namespace mish::nms {
 namespace {
 
-constexpr int kThreads = 256;               // class_kernel and merge_kernel blocks
+constexpr int kThreads = 256;  // class_kernel and merge_kernel blocks
 constexpr int kWarps = kThreads / 32;
-constexpr int kChunk = 1024;                // candidates selected and sorted at a time
-constexpr int kWords = kThreads / 32;       // bitmask words per candidate of a kThreads tile
-constexpr int kScoreRows = 32;              // scores_kernel: rows per block (one per lane)
-constexpr int kScoreClassLanes = 8;         // and classes in flight per row (blockDim.y)
+constexpr int kChunk = 1024;           // candidates selected and sorted at a time
+constexpr int kWords = kThreads / 32;  // bitmask words per candidate of a kThreads tile
+constexpr int kScoreRows = 32;         // scores_kernel: rows per block (one per lane)
+constexpr int kScoreClassLanes = 8;    // and classes in flight per row (blockDim.y)
 constexpr unsigned kFull = 0xffffffffu;
 constexpr size_t kAlign = 256;
 
@@ -111,8 +111,8 @@ __global__ void __launch_bounds__(kScoreRows* kScoreClassLanes)
   const float objectness = to_float(r[4]);
   const bool counts = objectness > p.conf_thresh;
   if (threadIdx.y == 0) {
-    const RelBox b = relative_box(to_float(r[0]), to_float(r[1]), to_float(r[2]), to_float(r[3]), p.net_width,
-                                  p.net_height);
+    const RelBox b =
+        relative_box(to_float(r[0]), to_float(r[1]), to_float(r[2]), to_float(r[3]), p.net_width, p.net_height);
     boxes[image * num_rows + row] = make_float4(b.x, b.y, b.w, b.h);
   }
   float* out = scores + image * classes * num_rows + row;
@@ -193,9 +193,15 @@ __global__ void __launch_bounds__(kThreads)
     for (int shift = 56;; shift -= 8) {
       s.hist[tid] = 0;
       __syncthreads();
-      for (int r = tid; r < rows; r += kThreads) {
-        const uint64_t key = remaining_key(r);
-        if (key != 0 && (key & prefix_mask) == prefix) atomicAdd(&s.hist[(key >> shift) & 0xff], 1u);
+      // Lanes with the same digit add once: scores share their top digits, and one shared-memory
+      // address hit by a whole warp would serialize 32 atomics.
+      for (int base = 0; base < rows; base += kThreads) {
+        const int r = base + tid;
+        const uint64_t key = r < rows ? remaining_key(r) : 0;
+        const bool counts = key != 0 && (key & prefix_mask) == prefix;
+        const unsigned digit = counts ? static_cast<unsigned>(key >> shift) & 0xffu : 0x100u;
+        const unsigned peers = __match_any_sync(kFull, digit);
+        if (counts && lane == __ffs(peers) - 1) atomicAdd(&s.hist[digit], static_cast<unsigned>(__popc(peers)));
       }
       __syncthreads();
       const int count = static_cast<int>(s.hist[255 - tid]);  // thread t: the t-th highest digit
@@ -402,8 +408,8 @@ cudaError_t launch(const void* rows_raw, int64_t batch, int64_t num_rows, int64_
     scores_kernel<T><<<static_cast<unsigned>(batch * tiles), dim3(kScoreRows, kScoreClassLanes), 0, stream>>>(
         rows, num_rows, classes, tiles, p, scores, boxes);
   }
-  class_kernel<<<static_cast<unsigned>(segments), kThreads, 0, stream>>>(num_rows, classes, p, scores, boxes,
-                                                                         kept_scores, kept_rows, kept_boxes, kept_count);
+  class_kernel<<<static_cast<unsigned>(segments), kThreads, 0, stream>>>(
+      num_rows, classes, p, scores, boxes, kept_scores, kept_rows, kept_boxes, kept_count);
   merge_kernel<T><<<static_cast<unsigned>(segments), kThreads, 0, stream>>>(
       rows, num_rows, classes, p.max_det, kept_scores, kept_rows, kept_count, num_dets, det_boxes, det_scores,
       det_classes);
@@ -440,14 +446,14 @@ cudaError_t launch_darknet_nms(DType dtype, const void* rows, int64_t batch, int
       return launch<float>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes, ws, l,
                            stream);
     case DType::kFloat64:
-      return launch<double>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes, ws,
-                            l, stream);
+      return launch<double>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes, ws, l,
+                            stream);
     case DType::kFloat16:
-      return launch<__half>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes, ws,
-                            l, stream);
+      return launch<__half>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes, ws, l,
+                            stream);
     case DType::kBFloat16:
-      return launch<__nv_bfloat16>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores,
-                                   det_classes, ws, l, stream);
+      return launch<__nv_bfloat16>(rows, batch, num_rows, classes, params, num_dets, det_boxes, det_scores, det_classes,
+                                   ws, l, stream);
   }
   return cudaErrorInvalidValue;
 }

@@ -44,18 +44,19 @@ inline nms::NmsParams check_nms_args(const at::Tensor& rows, double conf_thresh,
   TORCH_CHECK_TYPE(s == at::kFloat || s == at::kHalf || s == at::kBFloat16 || s == at::kDouble,
                    op + "expected 'rows' to be float32, float16, bfloat16 or float64, got " + dtype_name(s));
   TORCH_CHECK_VALUE(rows.dim() == 3 && rows.size(2) >= 6,
-                    op + "expected 'rows' of shape (N, R, 5 + classes) with at least one class (darknet rows: cx, "
-                         "cy, w, h, objectness, class scores), got shape " +
+                    op +
+                        "expected 'rows' of shape (N, R, 5 + classes) with at least one class (darknet rows: cx, "
+                        "cy, w, h, objectness, class scores), got shape " +
                         shape_str(rows));
   TORCH_CHECK_VALUE(rows.size(1) < std::numeric_limits<int32_t>::max() &&
                         rows.size(0) * (rows.size(2) - 5) < std::numeric_limits<int32_t>::max(),
-                    op + "'rows' of shape " + shape_str(rows) +
-                        " is too large: R and N * classes must be below 2^31");
+                    op + "'rows' of shape " + shape_str(rows) + " is too large: R and N * classes must be below 2^31");
   TORCH_CHECK_VALUE(conf_thresh >= 0 && conf_thresh <= 1,
                     op + "conf_thresh must be in [0, 1], got " + number_str(conf_thresh));
-  TORCH_CHECK_VALUE(iou_thresh >= 0 && iou_thresh <= 1, op + "iou_thresh must be in [0, 1], got " + number_str(iou_thresh));
+  TORCH_CHECK_VALUE(iou_thresh >= 0 && iou_thresh <= 1,
+                    op + "iou_thresh must be in [0, 1], got " + number_str(iou_thresh));
   TORCH_CHECK_VALUE(max_det >= 1 && max_det <= std::numeric_limits<int32_t>::max(),
-                    op + "max_det must be at least 1 (and below 2^31), got " + std::to_string(max_det));
+                    op + "max_det must be an integer of at least 1 (and below 2^31), got " + std::to_string(max_det));
   const nms::NmsKind k = parse_nms_kind(kind);
   TORCH_CHECK_VALUE(std::isfinite(beta) && beta >= 0, op + "beta must be finite and >= 0, got " + number_str(beta));
   TORCH_CHECK_VALUE(std::isfinite(net_width) && net_width > 0 && std::isfinite(net_height) && net_height > 0,

@@ -60,7 +60,9 @@ void darknet_nms_cpu_impl(const at::Tensor& rows, const nms::NmsParams& p, const
         if (score > p.conf_thresh) heap.push_back({score, static_cast<int32_t>(row)});
       }
       // A max-heap on the taking order: the top is the best remaining candidate.
-      const auto after = [](const Candidate& a, const Candidate& b) { return nms::before(b.score, b.row, a.score, a.row); };
+      const auto after = [](const Candidate& a, const Candidate& b) {
+        return nms::before(b.score, b.row, a.score, a.row);
+      };
       std::make_heap(heap.begin(), heap.end(), after);
       std::vector<Candidate>& survivors = kept[task];
       const nms::RelBox* image_boxes = boxes.data() + image * n_rows;
@@ -86,7 +88,8 @@ void darknet_nms_cpu_impl(const at::Tensor& rows, const nms::NmsParams& p, const
     for (int64_t image = begin; image < end; ++image) {
       all.clear();
       for (int64_t cls = 0; cls < n_classes; ++cls) {
-        for (const Candidate& c : kept[image * n_classes + cls]) all.push_back({c.score, c.row, static_cast<int32_t>(cls)});
+        for (const Candidate& c : kept[image * n_classes + cls])
+          all.push_back({c.score, c.row, static_cast<int32_t>(cls)});
       }
       const size_t count = std::min(all.size(), max_det);
       std::partial_sort(all.begin(), all.begin() + count, all.end(), [](const Detection& a, const Detection& b) {

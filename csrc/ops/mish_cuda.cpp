@@ -19,14 +19,15 @@ namespace {
 
 void forward_kernel(const at::Tensor& x, const at::Tensor& y) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type(), "mish"), x.const_data_ptr(), y.mutable_data_ptr(), x.numel(),
-                                c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type(), "mish"), x.const_data_ptr(), y.mutable_data_ptr(),
+                                x.numel(), c10::cuda::getCurrentCUDAStream()));
 }
 
 void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(), x.const_data_ptr(),
-                                 grad_input.mutable_data_ptr(), x.numel(), c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(),
+                                 x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
+                                 c10::cuda::getCurrentCUDAStream()));
 }
 
 // g as rows of like's memory order (launch_backward_rows): {row, row_stride} in elements, or nothing
@@ -53,9 +54,9 @@ bool backward_rows_kernel(const at::Tensor& grad_output, const at::Tensor& x, co
   const auto rows = rows_of(grad_output, grad_input);
   if (!rows) return false;
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_backward_rows(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(), rows->first,
-                                      rows->second, x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
-                                      c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_backward_rows(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(),
+                                      rows->first, rows->second, x.const_data_ptr(), grad_input.mutable_data_ptr(),
+                                      x.numel(), c10::cuda::getCurrentCUDAStream()));
   return true;
 }
 
@@ -86,8 +87,8 @@ at::Tensor mish_backward_affine_cuda(const at::Tensor& grad_output, const at::Te
                              per_channel[3].const_data_ptr(),
                              channels,
                              channels_last ? 1 : x.numel() / (x.size(0) * channels)};
-  C10_CUDA_CHECK(launch_backward_affine(to_kernel_dtype(x.scalar_type(), "mish"), g.const_data_ptr(), x.const_data_ptr(),
-                                        affine, grad_input.mutable_data_ptr(), x.numel(),
+  C10_CUDA_CHECK(launch_backward_affine(to_kernel_dtype(x.scalar_type(), "mish"), g.const_data_ptr(),
+                                        x.const_data_ptr(), affine, grad_input.mutable_data_ptr(), x.numel(),
                                         c10::cuda::getCurrentCUDAStream()));
   return grad_input;
 }

@@ -25,7 +25,13 @@ from typing import Any
 import torch
 
 from torch_mish import _compat
-from torch_mish._plugin_identity import PLUGIN_NAME, PLUGIN_NAMESPACE, PLUGIN_VERSION
+from torch_mish._plugin_identity import (
+    NMS_PLUGIN_NAME,
+    NMS_PLUGIN_VERSION,
+    PLUGIN_NAME,
+    PLUGIN_NAMESPACE,
+    PLUGIN_VERSION,
+)
 
 MISH_OPSET = 18  # ONNX Mish exists from opset 18 on
 BFLOAT16_MISH_OPSET = 22  # and takes bfloat16 from opset 22
@@ -178,8 +184,9 @@ def _written_opset(result: Any, f: Any) -> int | None:
 #   NMS). TensorRT's ONNX parser maps it to the DarknetNMS plugin of torch_mish's plugin library;
 #   onnxruntime has no kernel for it (see check_onnxruntime).
 
-DARKNET_NMS_OP = "DarknetNMS"
-DARKNET_NMS_VERSION = "1"
+# The DarknetNMS plugin creator's name and version (csrc/trt/plugin_identity.h).
+DARKNET_NMS_OP = NMS_PLUGIN_NAME
+DARKNET_NMS_VERSION = NMS_PLUGIN_VERSION
 DARKNET_NMS_DOMAIN = PLUGIN_NAMESPACE
 _INT32 = 6  # onnx.TensorProto.INT32
 _INT64 = 7

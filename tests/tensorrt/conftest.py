@@ -55,15 +55,6 @@ class Harness:
             getattr(c, fn).restype = ctypes.c_char_p
         c.h_plugin_name.restype = ctypes.c_char_p
         c.h_plugin_name.argtypes = [ctypes.c_void_p]
-        c.h_create.restype = ctypes.c_void_p
-        c.h_create.argtypes = [
-            ctypes.c_int,
-            ctypes.c_int,
-            ctypes.POINTER(ctypes.c_char_p),
-            ctypes.POINTER(ctypes.c_int),
-            ctypes.POINTER(ctypes.c_void_p),
-            ctypes.POINTER(ctypes.c_int),
-        ]
         for fn in ("h_roundtrip", "h_clone"):
             getattr(c, fn).restype = ctypes.c_void_p
             getattr(c, fn).argtypes = [ctypes.c_void_p]
@@ -108,17 +99,8 @@ class Harness:
         return self.lib.h_take_log().decode()
 
     def create(self, phase: int, fields: list[tuple[str, int, object, int]] | None = None) -> int | None:
-        """fields: (name, PluginFieldType value, ctypes data or None, length)."""
-        fields = fields or []
-        n = len(fields)
-        names = (ctypes.c_char_p * max(n, 1))(*[f[0].encode() for f in fields])
-        types = (ctypes.c_int * max(n, 1))(*[f[1] for f in fields])
-        data = (ctypes.c_void_p * max(n, 1))(
-            *[ctypes.cast(f[2], ctypes.c_void_p) if f[2] is not None else None for f in fields]
-        )
-        lengths = (ctypes.c_int * max(n, 1))(*[f[3] for f in fields])
-        self._keep.extend(f[2] for f in fields)
-        return self.lib.h_create(phase, n, names, types, data, lengths)
+        """createPlugin on the library's first creator (TorchMish); fields as for ``create_with``."""
+        return self.create_with(self.creator(self.lib.h_creator_name().decode()), phase, fields or [])
 
     @staticmethod
     def dims(shape: tuple[int, ...]) -> ctypes.Array:

@@ -236,11 +236,6 @@ void* h_create_with(void* creator, int phase, int nfields, char const* const* na
       "harness", &fc, static_cast<nvinfer1::TensorRTPhase>(phase));
 }
 
-void* h_create(int phase, int nfields, char const* const* names, int const* types, void const* const* data,
-               int const* lengths) {
-  return h_create_with(gCreator, phase, nfields, names, types, data, lengths);
-}
-
 void h_destroy(void* plugin) { delete static_cast<nvinfer1::IPluginV3*>(plugin); }
 
 char const* h_plugin_name(void* plugin) {

@@ -2,10 +2,10 @@
 
 Two lowerings, picked by the op's ``kind``:
 
-- ``default`` (IoU): TensorRT layers around ``INMSLayer`` (``add_nms``), so it builds on any TensorRT,
-  TensorRT-RTX included. Scores are objectness x class probability with darknet's two pre-filters
-  (objectness above ``conf_thresh``, then the score above it: the layer's strict score threshold);
-  boxes go in as centre/size in units of the network input, as darknet compares them. The selected
+- ``default`` (IoU): TensorRT layers around ``INMSLayer`` (``add_nms``), so it converts on any
+  TensorRT, TensorRT-RTX included. Scores are objectness x class probability with darknet's two
+  pre-filters (objectness above ``conf_thresh``, then the score above it: the layer's strict score
+  threshold); boxes go in as centre/size in units of the network input, as darknet compares them. The selected
   (image, class, row) triples are scattered as their scores into a dense (N, L) tensor (L >= R x C),
   whose TopK ``max_det`` gives the detections sorted by score; rows and classes come from the flat
   index, boxes are gathered and turned into corners, ``num_dets`` counts the positive scores, and
@@ -27,7 +27,7 @@ Two lowerings, picked by the op's ``kind``:
 - ``greedynms`` and ``diounms`` (DIoU): one ``DarknetNMS`` IPluginV3 layer (csrc/trt), which runs the
   op's own CUDA launcher: the engine's detections are the op's, bit for bit. A TensorRT whose network
   API cannot add plugin layers (TensorRT-RTX) cannot take these kinds: converting them is an error
-  that says so and names ``nms_kind="default"`` as the kind that builds there.
+  that says so and names ``nms_kind="default"`` as the kind that converts there.
 
 Only the batch dimension may be dynamic: the number of rows and classes, and every scalar argument,
 must be constants of the exported program.
@@ -308,8 +308,8 @@ def add_nms_plugin(
             f"TensorRT ({trt.__name__} {trt.__version__}) cannot add plugin layers to a network "
             "(INetworkDefinition.add_plugin_v3 is missing" + (", as in TensorRT-RTX)." if is_tensorrt_rtx() else ")."),
             advice=(
-                'Use nms_kind="default" (Detector(..., nms_kind="default")), which builds from TensorRT\'s own '
-                "layers (INMSLayer, plain IoU): its detections can differ from darknet's "
+                'Use nms_kind="default" (Detector(..., nms_kind="default")), which lowers to TensorRT\'s own '
+                "layers (INMSLayer, plain IoU) and converts here: its detections can differ from darknet's "
                 f"{a.kind!r}. Darknet's DIoU NMS in an engine needs full TensorRT with the torch_mish plugin library."
             ),
         )

@@ -3,14 +3,14 @@
 Two lowerings, picked by the op's ``kind``:
 
 - ``default`` (IoU): TensorRT layers around ``INMSLayer`` (``add_nms``), so it converts on any
-  TensorRT, TensorRT-RTX included. Scores are objectness x class probability with darknet's two
-  pre-filters (objectness above ``conf_thresh``, then the score above it: the layer's strict score
-  threshold); boxes go in as centre/size in units of the network input, as darknet compares them. The selected
-  (image, class, row) triples are scattered as their scores into a dense (N, L) tensor (L >= R x C),
-  whose TopK ``max_det`` gives the detections sorted by score; rows and classes come from the flat
-  index, boxes are gathered and turned into corners, ``num_dets`` counts the positive scores, and
-  rows past it are zero. Its detections can differ from darknet's (and from the op's), because
-  ``INMSLayer`` is not darknet's NMS:
+  TensorRT, TensorRT-RTX included. Scores are objectness x class probability with darknet's two pre-
+  filters (objectness above ``conf_thresh``, then the score above it: the layer's strict score
+  threshold); boxes go in as centre/size in units of the network input, as darknet compares them.
+  The selected (image, class, row) triples are scattered as their scores into a dense (N, L) tensor
+  (L >= R x C), whose TopK ``max_det`` gives the detections sorted by score; rows and classes come
+  from the flat index, boxes are gathered and turned into corners, ``num_dets`` counts the positive
+  scores, and rows past it are zero. Its detections can differ from darknet's (and from the op's),
+  because ``INMSLayer`` is not darknet's NMS:
     * IoU arithmetic: TensorRT computes IoU its own way; a pair whose IoU lies within float rounding
       of ``iou_thresh`` can be decided the other way (both suppress where IoU > threshold);
     * candidate cap: per image only the ``NMS_TOPK_BOX_LIMIT`` best (box, class) candidates enter the

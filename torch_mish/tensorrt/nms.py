@@ -3,8 +3,8 @@
 Two lowerings, picked by the op's ``kind``:
 
 - ``default`` (IoU): TensorRT layers around ``INMSLayer`` (``add_nms``), so it converts on any
-  TensorRT, TensorRT-RTX included. Scores are objectness x class probability with darknet's two pre-
-  filters (objectness above ``conf_thresh``, then the score above it: the layer's strict score
+  TensorRT, TensorRT-RTX included. Scores are objectness x class probability with darknet's two
+  pre-filters (objectness above ``conf_thresh``, then the score above it: the layer's strict score
   threshold); boxes go in as centre/size in units of the network input, as darknet compares them.
   The selected (image, class, row) triples are scattered as their scores into a dense (N, L) tensor
   (L >= R x C), whose TopK ``max_det`` gives the detections sorted by score; rows and classes come

@@ -141,6 +141,9 @@ def extension() -> cpp_extension.CppExtension:
     with_cuda, nvcc, arch_list = resolve_cuda()
     debug = env_flag("TORCH_MISH_DEBUG", "0") == "1"
     cxx = ["-O0", "-g"] if debug else ["-O3"]
+    # a*b + c stays two roundings on the host, as nvcc's __fmul_rn/__fadd_rn keep it on the device: the
+    # CPU and CUDA NMS kernels must decide alike (csrc/kernels/darknet_nms_math.h)
+    cxx += ["-ffp-contract=off"]
     cxx += [f"-DPy_LIMITED_API={limited_api()[1]}"]  # torch picks the C++ standard (C++20 since 2.10)
     nvcc_flags = ["-O0", "-G", "-g"] if debug else ["-O3", "-lineinfo"]
     sources = [
@@ -148,12 +151,15 @@ def extension() -> cpp_extension.CppExtension:
         "csrc/ops/mish_autograd.cpp",
         "csrc/ops/batch_norm_mish.cpp",
         "csrc/ops/mish_cpu.cpp",
+        "csrc/ops/darknet_nms.cpp",
+        "csrc/ops/darknet_nms_cpu.cpp",
     ]
     # One translation of the list into nvcc flags, for the op's CUDA sources and the plugin's alike
     # (given arch flags, torch's extension builder adds none of its own).
     gencode = gencode_flags(arch_list) if with_cuda else []
     if with_cuda:
         sources += ["csrc/ops/mish_cuda.cpp", "csrc/kernels/mish_launch.cu"]
+        sources += ["csrc/ops/darknet_nms_cuda.cpp", "csrc/kernels/darknet_nms_launch.cu"]
         nvcc_flags += gencode
 
     targets = plugin_targets(with_cuda, log=log)

@@ -5,9 +5,10 @@ TensorRT headers: TENSORRT_INCLUDE_DIR (os.pathsep-separated) when set, else $TE
 then where TensorRT's Debian/RPM packages and tar archives put them. The build says what it found.
 
 One library per TensorRT major version whose headers are found, since ILogger / IPluginRegistry
-changed layout between 10.x and 11.x: lib/libtorch_mish_trt<major>.so. The Mish kernel object is
-compiled once and linked into each, for the architectures the torch op is compiled for, and the
-plugin identity (torch_mish/_plugin_identity.py) goes in as -D definitions.
+changed layout between 10.x and 11.x: lib/libtorch_mish_trt<major>.so. The kernel objects (the
+same launchers the torch op calls) are compiled once and linked into each, for the architectures the
+torch op is compiled for, and the plugin identities (torch_mish/_plugin_identity.py) go in as -D
+definitions.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ SYSTEM_INCLUDE_DIRS = (
     "/opt/TensorRT/include",
 )
 TAR_GLOBS = ("/usr/local/TensorRT-*/include", "/opt/TensorRT-*/include", "~/TensorRT-*/include")
+# Every library holds every plugin (csrc/trt) and the launchers they call (csrc/kernels, compiled once).
+PLUGIN_SOURCES = ("mish_plugin.cpp", "darknet_nms_plugin.cpp")
+KERNEL_SOURCES = ("mish_launch.cu", "darknet_nms_launch.cu")
 
 
 @dataclass(frozen=True)
@@ -123,11 +127,10 @@ def build_plugins(
     build_dir.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    kernel_obj = build_dir / "mish_launch.o"
-    log(f"compiling the Mish kernel for the TensorRT plugin ({' '.join(arch)})")
-    subprocess.run(
-        [nvcc, *common, *arch, "-c", str(CSRC / "kernels" / "mish_launch.cu"), "-o", str(kernel_obj)], check=True
-    )
+    kernel_objs = [build_dir / Path(source).with_suffix(".o").name for source in KERNEL_SOURCES]
+    for source, obj in zip(KERNEL_SOURCES, kernel_objs, strict=True):
+        log(f"compiling {source} for the TensorRT plugins ({' '.join(arch)})")
+        subprocess.run([nvcc, *common, *arch, "-c", str(CSRC / "kernels" / source), "-o", str(obj)], check=True)
     built = []
     for target in targets:
         lib = out_dir / target.library
@@ -143,8 +146,8 @@ def build_plugins(
                 str(target.include_dir),
                 "-I",
                 str(CSRC),
-                str(CSRC / "trt" / "mish_plugin.cpp"),
-                str(kernel_obj),
+                *(str(CSRC / "trt" / source) for source in PLUGIN_SOURCES),
+                *map(str, kernel_objs),
                 "-o",
                 str(lib),
             ],

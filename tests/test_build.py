@@ -193,10 +193,11 @@ def test_plugin_identity_is_defined_once() -> None:
     from torch_mish import _plugin_identity, onnx
 
     # The build and the C++ sources hold no value; the package assigns none but there.
-    literals = [f'"{_plugin_identity.PLUGIN_NAME}"', f"'{_plugin_identity.PLUGIN_NAME}'"]
+    names = (_plugin_identity.PLUGIN_NAME, _plugin_identity.NMS_PLUGIN_NAME)
+    literals = [f"{q}{name}{q}" for name in names for q in "\"'"]
     build = [ROOT / "setup.py", *(ROOT / "build_helpers").rglob("*.py"), *(ROOT / "csrc").rglob("*.[ch]*")]
     assert not [str(p.relative_to(ROOT)) for p in build if any(lit in p.read_text() for lit in literals)]
-    assignment = re.compile(r"^\s*(\w+)\s*(:\s*\w+\s*)?=\s*(\"|')(TorchMish|torch_mish)(\"|')", re.MULTILINE)
+    assignment = re.compile(r"^\s*(\w+)\s*(:\s*\w+\s*)?=\s*(\"|')(TorchMish|DarknetNMS|torch_mish)(\"|')", re.MULTILINE)
     written = ("_build_info.py", "_plugin_identity.py")
     package = [p for p in (ROOT / "torch_mish").rglob("*.py") if p.name not in written]
     assert not [f"{p.relative_to(ROOT)}: {m.group(0)}" for p in package for m in assignment.finditer(p.read_text())]
@@ -221,8 +222,9 @@ def test_the_plugin_header_needs_the_identity_from_the_build(tmp_path: Path) -> 
     probe = tmp_path / "probe.cpp"
     probe.write_text(
         '#include "plugin_identity.h"\n#include <cstdio>\n'
-        'int main() { std::printf("%s %s %s %d", mish::trt::kPluginName, mish::trt::kPluginVersion, '
-        "mish::trt::kPluginNamespace, mish::trt::kFormatVersion); }\n"
+        'int main() { std::printf("%s %s %s %d %s %s %d", mish::trt::kPluginName, mish::trt::kPluginVersion, '
+        "mish::trt::kPluginNamespace, mish::trt::kFormatVersion, mish::trt::kNmsPluginName, "
+        "mish::trt::kNmsPluginVersion, mish::trt::kNmsFormatVersion); }\n"
     )
     compile_probe = [cxx, "-std=c++17", "-I", str(ROOT / "csrc" / "trt"), str(probe), "-o", str(tmp_path / "probe")]
     bare = subprocess.run(compile_probe, capture_output=True, text=True)

@@ -1,5 +1,6 @@
 """Python-side registrations for torch.ops.mish: fake kernels (shape/dtype propagation for
-torch.compile and torch.export) and the in-place op's autograd.
+torch.compile and torch.export) and the in-place op's autograd. darknet_nms has no autograd: its
+Autograd kernel is a fallthrough (csrc/ops/darknet_nms.cpp), so its outputs never require grad.
 
 Autograd of mish and _mish_backward is in C++ (csrc/ops/mish_autograd.cpp): it saves only the input,
 so a Mish layer keeps one tensor alive for backward, as ReLU does, instead of the composed module's
@@ -8,6 +9,7 @@ four.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -80,6 +82,73 @@ def _batch_norm_mish_fake(
 
 
 _FLOATING = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+NMS_KINDS = ("default", "greedynms", "diounms")
+
+
+def check_nms_options(
+    conf_thresh: float,
+    iou_thresh: float,
+    max_det: int,
+    kind: str,
+    beta: float,
+    net_width: float = 1.0,
+    net_height: float = 1.0,
+    where: str = "darknet_nms",
+) -> None:
+    """mish::darknet_nms's checks of its scalar arguments, with the C++ kernels' messages
+    (csrc/ops/darknet_nms_common.h); ``where`` names the caller in them."""
+    op = f"{where}: "
+    if not 0 <= conf_thresh <= 1:
+        raise ValueError(f"{op}conf_thresh must be in [0, 1], got {conf_thresh}")
+    if not 0 <= iou_thresh <= 1:
+        raise ValueError(f"{op}iou_thresh must be in [0, 1], got {iou_thresh}")
+    if isinstance(max_det, bool) or not isinstance(max_det, int) or not 1 <= max_det < 2**31:
+        raise ValueError(f"{op}max_det must be an integer of at least 1 (and below 2^31), got {max_det!r}")
+    if kind not in NMS_KINDS:
+        raise ValueError(
+            f"{op}unknown kind {kind!r}; expected 'default', 'greedynms' or 'diounms' (darknet's [yolo] nms_kind)"
+        )
+    if not (math.isfinite(beta) and beta >= 0):
+        raise ValueError(f"{op}beta must be finite and >= 0, got {beta}")
+    if not all(math.isfinite(v) and v > 0 for v in (net_width, net_height)):
+        raise ValueError(f"{op}net_width and net_height must be finite and > 0, got {net_width} and {net_height}")
+
+
+def check_nms_rows(rows: torch.Tensor, where: str = "darknet_nms") -> None:
+    """mish::darknet_nms's checks of ``rows``: dtype and (N, R, 5 + classes) shape."""
+    op = f"{where}: "
+    if rows.dtype not in _FLOATING:
+        raise TypeError(f"{op}expected 'rows' to be float32, float16, bfloat16 or float64, got {rows.dtype}")
+    torch._check_value(
+        rows.dim() == 3 and rows.shape[2] >= 6,
+        lambda: (
+            f"{op}expected 'rows' of shape (N, R, 5 + classes) with at least one class (darknet rows: cx, cy, w, h, "
+            f"objectness, class scores), got shape {list(rows.shape)}"
+        ),
+    )
+
+
+@torch.library.register_fake("mish::darknet_nms")
+def _darknet_nms_fake(
+    rows: torch.Tensor,
+    conf_thresh: float,
+    iou_thresh: float,
+    max_det: int,
+    kind: str = "default",
+    beta: float = 0.6,
+    net_width: float = 1.0,
+    net_height: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    check_nms_rows(rows)
+    check_nms_options(conf_thresh, iou_thresh, max_det, kind, beta, net_width, net_height)
+    n = rows.shape[0]
+    return (
+        rows.new_empty((n, 1), dtype=torch.int32),
+        rows.new_empty((n, max_det, 4), dtype=torch.float32),
+        rows.new_empty((n, max_det), dtype=torch.float32),
+        rows.new_empty((n, max_det), dtype=torch.int32),
+    )
 
 
 def _check_floating(t: torch.Tensor, op: str) -> None:

@@ -11,31 +11,23 @@
 #include <vector>
 
 #include "../kernels/mish_launch.h"
+#include "kernel_dtype.h"
 #include "mish_common.h"
 
 namespace mish::ops {
 namespace {
 
-DType to_kernel_dtype(at::ScalarType s) {
-  switch (s) {
-    case at::kFloat: return DType::kFloat32;
-    case at::kDouble: return DType::kFloat64;
-    case at::kHalf: return DType::kFloat16;
-    case at::kBFloat16: return DType::kBFloat16;
-    default: TORCH_CHECK_TYPE(false, "mish: unsupported dtype " + dtype_name(s));
-  }
-}
-
 void forward_kernel(const at::Tensor& x, const at::Tensor& y) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type()), x.const_data_ptr(), y.mutable_data_ptr(), x.numel(),
-                                c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_forward(to_kernel_dtype(x.scalar_type(), "mish"), x.const_data_ptr(), y.mutable_data_ptr(),
+                                x.numel(), c10::cuda::getCurrentCUDAStream()));
 }
 
 void backward_kernel(const at::Tensor& grad_output, const at::Tensor& x, const at::Tensor& grad_input) {
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type()), grad_output.const_data_ptr(), x.const_data_ptr(),
-                                 grad_input.mutable_data_ptr(), x.numel(), c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_backward(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(),
+                                 x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
+                                 c10::cuda::getCurrentCUDAStream()));
 }
 
 // g as rows of like's memory order (launch_backward_rows): {row, row_stride} in elements, or nothing
@@ -62,9 +54,9 @@ bool backward_rows_kernel(const at::Tensor& grad_output, const at::Tensor& x, co
   const auto rows = rows_of(grad_output, grad_input);
   if (!rows) return false;
   const c10::cuda::CUDAGuard guard(x.device());
-  C10_CUDA_CHECK(launch_backward_rows(to_kernel_dtype(x.scalar_type()), grad_output.const_data_ptr(), rows->first,
-                                      rows->second, x.const_data_ptr(), grad_input.mutable_data_ptr(), x.numel(),
-                                      c10::cuda::getCurrentCUDAStream()));
+  C10_CUDA_CHECK(launch_backward_rows(to_kernel_dtype(x.scalar_type(), "mish"), grad_output.const_data_ptr(),
+                                      rows->first, rows->second, x.const_data_ptr(), grad_input.mutable_data_ptr(),
+                                      x.numel(), c10::cuda::getCurrentCUDAStream()));
   return true;
 }
 
@@ -95,8 +87,8 @@ at::Tensor mish_backward_affine_cuda(const at::Tensor& grad_output, const at::Te
                              per_channel[3].const_data_ptr(),
                              channels,
                              channels_last ? 1 : x.numel() / (x.size(0) * channels)};
-  C10_CUDA_CHECK(launch_backward_affine(to_kernel_dtype(x.scalar_type()), g.const_data_ptr(), x.const_data_ptr(),
-                                        affine, grad_input.mutable_data_ptr(), x.numel(),
+  C10_CUDA_CHECK(launch_backward_affine(to_kernel_dtype(x.scalar_type(), "mish"), g.const_data_ptr(),
+                                        x.const_data_ptr(), affine, grad_input.mutable_data_ptr(), x.numel(),
                                         c10::cuda::getCurrentCUDAStream()));
   return grad_input;
 }

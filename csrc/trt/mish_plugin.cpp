@@ -7,6 +7,7 @@
 #include <exception>
 #include <type_traits>
 
+#include "darknet_nms_plugin.h"
 #include "kernels/mish_launch.h"
 
 namespace mish::trt {
@@ -60,15 +61,12 @@ bool check_io(int32_t nbInputs, int32_t nbOutputs, char const* where) {
 
 }  // namespace
 
-void log_error(char const* format, ...) noexcept {
+void vlog_error(char const* plugin, char const* format, std::va_list args) noexcept {
   // Formatted into a fixed buffer, never a std::string: logging cannot throw, so the methods that
   // only validate and log need no try/catch.
   char message[1024];
-  int const prefix = std::snprintf(message, sizeof(message), "%s::%s: ", kPluginNamespace, kPluginName);
-  std::va_list args;
-  va_start(args, format);
+  int const prefix = std::snprintf(message, sizeof(message), "%s::%s: ", kPluginNamespace, plugin);
   std::vsnprintf(message + prefix, sizeof(message) - prefix, format, args);
-  va_end(args);
   nvinfer1::ILoggerFinder* finder = gLoggerFinder.load();
   nvinfer1::ILogger* logger = finder != nullptr ? finder->findLogger() : nullptr;
   if (logger != nullptr) {
@@ -76,6 +74,13 @@ void log_error(char const* format, ...) noexcept {
   } else {
     std::fprintf(stderr, "[E] %s\n", message);
   }
+}
+
+void log_error(char const* format, ...) noexcept {
+  std::va_list args;
+  va_start(args, format);
+  vlog_error(kPluginName, format, args);
+  va_end(args);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -277,9 +282,11 @@ __attribute__((visibility("default"))) void setLoggerFinder(nvinfer1::ILoggerFin
 
 __attribute__((visibility("default"))) nvinfer1::IPluginCreatorInterface* const* getCreators(
     int32_t& nbCreators) noexcept {
-  static mish::trt::MishPluginCreator creator;  // its constructor only fills in a field description
-  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator};
-  nbCreators = 1;
+  // The creators' constructors only fill in field descriptions.
+  static mish::trt::MishPluginCreator creator;
+  static mish::trt::DarknetNmsPluginCreator nms_creator;
+  static nvinfer1::IPluginCreatorInterface* const creators[] = {&creator, &nms_creator};
+  nbCreators = 2;
   return creators;
 }
 

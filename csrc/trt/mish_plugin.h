@@ -13,6 +13,9 @@
 
 #include <NvInferRuntime.h>
 
+#include <atomic>
+#include <cstdarg>
+
 #include "plugin_identity.h"
 
 namespace mish::trt {
@@ -83,8 +86,14 @@ class MishPluginCreator final : public nvinfer1::IPluginCreatorV3One {
   nvinfer1::PluginFieldCollection mFieldNames{};
 };
 
-// Reports a printf-style message through TensorRT's logger when the runtime gave us one
-// (setLoggerFinder), else on stderr. Cannot throw.
+// The logger finder TensorRT hands the library (setLoggerFinder); every plugin in the library logs
+// through it.
+extern std::atomic<nvinfer1::ILoggerFinder*> gLoggerFinder;
+
+// Reports a printf-style message, prefixed "torch_mish::<plugin>: ", through TensorRT's logger when
+// the runtime gave us one (setLoggerFinder), else on stderr. Cannot throw.
+void vlog_error(char const* plugin, char const* format, std::va_list args) noexcept;
+// vlog_error for TorchMish.
 void log_error(char const* format, ...) noexcept __attribute__((format(printf, 1, 2)));
 
 }  // namespace mish::trt

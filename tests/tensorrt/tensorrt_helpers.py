@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -69,3 +70,36 @@ def mish_chains(trt: Any, network: Any) -> list[tuple]:
 
 def plugin_layer_count(trt: Any, network: Any) -> int:
     return sum(network.get_layer(i).type == trt.LayerType.PLUGIN_V3 for i in range(network.num_layers))
+
+
+def random_rows(
+    batch: int, num_rows: int, classes: int, gen: torch.Generator, net: tuple[float, float] = (416.0, 416.0)
+) -> torch.Tensor:
+    """float32 darknet rows (N, R, 5 + classes) in input pixels of a ``net`` (width, height) input:
+    boxes clustered around a few centres (so that NMS suppresses, and DIoU differs from IoU), sizes
+    up to 30 % of the input, objectness and class probabilities uniform in [0, 1]."""
+    size = torch.tensor(net)
+    centres = torch.rand(batch, max(1, num_rows // 6), 2, generator=gen) * size
+    pick = torch.randint(0, centres.shape[1], (batch, num_rows, 1), generator=gen).expand(-1, -1, 2)
+    xy = centres.gather(1, pick) + torch.randn(batch, num_rows, 2, generator=gen) * 4
+    wh = torch.rand(batch, num_rows, 2, generator=gen) * size * 0.3 + 2
+    scores = torch.rand(batch, num_rows, 1 + classes, generator=gen)
+    return torch.cat([xy, wh, scores], dim=-1)
+
+
+@functools.cache
+def nms_build_unavailable_reason(trt: Any) -> str | None:
+    """Why this TensorRT cannot build an engine with an INMSLayer here, or None. TensorRT-RTX (1.6 and
+    1.7, CPU-only mode) has no implementation of the layer: its builder fails with "NMS has no
+    runners that implement it". Probed with a one-layer network."""
+    import numpy as np
+
+    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
+    network = builder.create_network(0)
+    boxes = network.add_input("boxes", trt.float32, (1, 8, 4))
+    scores = network.add_input("scores", trt.float32, (1, 8, 2))
+    limit = network.add_constant((), trt.Weights(np.array(4, np.int32))).get_output(0)
+    network.mark_output(network.add_nms(boxes, scores, limit).get_output(0))
+    if builder.build_serialized_network(network, builder.create_builder_config()) is not None:
+        return None
+    return f"{trt.__name__} {trt.__version__} cannot build an engine with an INMSLayer on this host (no implementation)"

@@ -5,6 +5,10 @@
     model = Darknet(packaged_cfg("yolov4-csp.cfg"))  # or any cfg path, or the cfg text
     model.load_darknet_weights("yolov4-csp.weights")
     det = model.eval()(x)  # (N, R, 5 + classes): cx, cy, w, h (input pixels), objectness, class scores
+    num_dets, boxes, scores, classes = Detector(model)(x)  # darknet's thresholds and NMS
+
+Images in and out (reading, darknet's resize and letterbox, boxes back to the original image,
+drawing, COCO results rows, the 80 COCO names): :mod:`torch_mish.darknet.images`.
 """
 
 from __future__ import annotations
@@ -12,7 +16,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
+from torch_mish.darknet import images
 from torch_mish.darknet.cfg import CfgError, read_cfg
+from torch_mish.darknet.detector import Detector, darknet_nms
 from torch_mish.darknet.loss import LossOptionError, LossParts, YoloLoss
 from torch_mish.darknet.model import Darknet
 from torch_mish.darknet.weights import WeightsError, load_darknet_weights, save_darknet_weights
@@ -34,9 +40,12 @@ __all__ = [
     "PACKAGED_CFGS",
     "CfgError",
     "Darknet",
+    "Detector",
     "LossOptionError",
     "LossParts",
     "WeightsError",
+    "darknet_nms",
+    "images",
     "load_darknet_weights",
     "packaged_cfg",
     "read_cfg",

@@ -1,6 +1,7 @@
 """TensorRT lowering of torch.ops.mish for torch-tensorrt.
 
-Importing this module registers the converters for ``torch.ops.mish.mish`` and loads the torch_mish
+Importing this module registers the converters for ``torch.ops.mish.mish`` and
+``torch.ops.mish.darknet_nms`` (``torch_mish.tensorrt.nms``) and loads the torch_mish
 TensorRT plugin library into TensorRT's plugin registry when one was built for the installed
 TensorRT (so saved engines that contain the plugin deserialize). It imports on a host without a GPU
 too (see ``torch_mish.allow_tensorrt_without_gpu``): networks and engines can be built there with
@@ -28,6 +29,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from torch_mish.tensorrt import converters as _converters  # noqa: F401, E402 - registers the converters
 from torch_mish.tensorrt import inspect  # noqa: E402
+from torch_mish.tensorrt import nms as _nms  # noqa: F401, E402 - registers the darknet_nms converter
 from torch_mish.tensorrt.compile import compile, load, save  # noqa: E402
 from torch_mish.tensorrt.plugin import (  # noqa: E402
     PLUGIN_NAME,

@@ -1,4 +1,5 @@
-"""The torch_mish TensorRT plugin library: where it is and how to register it."""
+"""The torch_mish TensorRT plugin library (the TorchMish and DarknetNMS plugins): where it is and how
+to register it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ PLUGIN_NAME = _plugin_identity.PLUGIN_NAME
 PLUGIN_VERSION = _plugin_identity.PLUGIN_VERSION
 PLUGIN_NAMESPACE = _plugin_identity.PLUGIN_NAMESPACE
 FORMAT_VERSION = _plugin_identity.FORMAT_VERSION  # the plugin's serialized-field version
+NMS_PLUGIN_NAME = _plugin_identity.NMS_PLUGIN_NAME  # DarknetNMS, in the same library and namespace
+NMS_PLUGIN_VERSION = _plugin_identity.NMS_PLUGIN_VERSION
 
 _LIB_DIR = Path(__file__).resolve().parent.parent / "lib"
 _loaded: dict[str, object] = {}
@@ -54,8 +57,8 @@ def plugin_library_path() -> Path:
     return path
 
 
-def _creator() -> object | None:
-    return trt.get_plugin_registry().get_creator(PLUGIN_NAME, PLUGIN_VERSION, PLUGIN_NAMESPACE)
+def _creator(name: str = PLUGIN_NAME, version: str = PLUGIN_VERSION) -> object | None:
+    return trt.get_plugin_registry().get_creator(name, version, PLUGIN_NAMESPACE)
 
 
 def plugin_available() -> bool:
@@ -93,4 +96,24 @@ def create_plugin(name: str) -> trt.IPluginV3:
     plugin = creator.create_plugin(name, fields, trt.TensorRTPhase.BUILD)
     if plugin is None:
         raise PluginUnavailableError(f"TorchMish createPlugin({name!r}) failed (see the TensorRT log)")
+    return plugin
+
+
+def nms_plugin_available() -> bool:
+    """True when the DarknetNMS creator is in TensorRT's plugin registry."""
+    return _creator(NMS_PLUGIN_NAME, NMS_PLUGIN_VERSION) is not None
+
+
+def create_nms_plugin(name: str, fields: list[trt.PluginField]) -> trt.IPluginV3:
+    """A DarknetNMS plugin instance for a network being built, from its fields (the op's arguments)."""
+    load_plugin()
+    creator = _creator(NMS_PLUGIN_NAME, NMS_PLUGIN_VERSION)
+    if creator is None:
+        raise PluginUnavailableError(
+            f"the {NMS_PLUGIN_NAME} plugin creator is not registered "
+            "(the plugin library predates it: rebuild torch_mish)"
+        )
+    plugin = creator.create_plugin(name, trt.PluginFieldCollection(fields), trt.TensorRTPhase.BUILD)
+    if plugin is None:
+        raise PluginUnavailableError(f"{NMS_PLUGIN_NAME} createPlugin({name!r}) failed (see the TensorRT log)")
     return plugin

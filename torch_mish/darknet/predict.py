@@ -174,7 +174,7 @@ class ImageDetector:
         self.detector = detector
         self.height, self.width = size
         self.letterbox = letterbox
-        self.run_model = run_model or model
+        self.run_model = run_model if run_model is not None else model
         self.device = torch.device(device) if device is not None else like.device
         self.dtype = dtype or like.dtype
 

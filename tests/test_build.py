@@ -251,7 +251,13 @@ def test_setup_env_stops_on_a_failed_build(tmp_path: Path) -> None:
 
 # Imports the package may make only when an optional extra is installed (each behind a message
 # naming what to install), by the extra that provides them: torch-tensorrt brings tensorrt.
-OPTIONAL_IMPORTS = {"torch_tensorrt": "tensorrt", "tensorrt": "tensorrt", "onnx": "onnx", "onnxscript": "onnx"}
+OPTIONAL_IMPORTS = {
+    "torch_tensorrt": "tensorrt",
+    "tensorrt": "tensorrt",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "PIL": "image",  # Pillow: torch_mish.darknet.images
+}
 
 
 def test_every_import_of_the_package_is_a_declared_dependency() -> None:

@@ -406,7 +406,7 @@ OPTIONAL_IMPORTS = {
     "tensorrt": "tensorrt",
     "onnx": "onnx",
     "onnxscript": "onnx",
-    "PIL": "image",
+    "PIL": "image",  # Pillow: torch_mish.darknet (images, datasets)
     "pycocotools": "train",
 }
 

@@ -8,7 +8,7 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -30,9 +30,9 @@ inline nms::NmsKind parse_nms_kind(std::string_view kind) {
 
 // 0.25, 2, nan: how the user wrote the number, near enough (std::to_string would give 2.000000).
 inline std::string number_str(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
+  char text[32];  // %g as Python's checks print the value; no iostreams in the message path
+  std::snprintf(text, sizeof(text), "%g", v);
+  return text;
 }
 
 // Checks every argument (messages name the argument, the value and what is expected) and returns

@@ -129,6 +129,9 @@ def build_info(with_cuda: bool, nvcc: str | None, arch_list: str | None, trt_lib
         "plugin_version": identity.PLUGIN_VERSION,
         "plugin_namespace": identity.PLUGIN_NAMESPACE,
         "plugin_format_version": identity.FORMAT_VERSION,
+        "nms_plugin_name": identity.NMS_PLUGIN_NAME,
+        "nms_plugin_version": identity.NMS_PLUGIN_VERSION,
+        "nms_plugin_format_version": identity.NMS_FORMAT_VERSION,
     }
 
 

@@ -3,7 +3,7 @@
     python benchmarks/bench_kernels.py [--quick] [--sizes N,N] [--impls relu,F.mish,torch_mish]
 
 Writes benchmarks/results/kernels.{csv,md,env.json}; benchmarks/plot.py draws plots/kernels.png.
-Method (METHOD.md): CUDA events, warm-up, median of 21 batches, inputs rotated through enough
+Method: CUDA events, warm-up, median of 21 batches, inputs rotated through enough
 buffers that no size runs from L2, the copy bandwidth measured in the same run as the ceiling.
 Bandwidth counts the bytes the op must move: forward 2 n s (read x, write y), backward 3 n s
 (read dy, x; write dx), forward+backward 5 n s.

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -73,7 +74,9 @@ def provenance(device: str) -> dict[str, str]:
     ).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True).stdout
     env = {
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else platform.processor() or platform.machine(),
+        "device": torch.cuda.get_device_name(0)
+        if device == "cuda"
+        else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)",
         "torch": torch.__version__,
         "cuda": str(torch.version.cuda),
         "torch_mish": torch_mish.__version__,

@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_run.sh build max_autotune     (a run of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
 #   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT)
-#   bash benchmarks/gpu_run.sh build nms              (darknet NMS: CUDA tests, sanitizers, op benchmark)
+#   bash benchmarks/gpu_run.sh nms                    (darknet NMS: build, CUDA tests, sanitizers, op benchmark)
 #   bash benchmarks/gpu_run.sh build nms_detector     (a compiled Detector's share of time in NMS)
 # Logs and results go to out/gpu. With OUT set to a folder, they are also packed into one archive,
 # $OUT/gpu.tgz, at the end (for copying the results off the machine).
@@ -186,21 +186,34 @@ print(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin"
       timeout "${SPP_BLOCK_TIMEOUT_S:-560}" $PY benchmarks/bench_spp_block.py > "$OUT/spp_block.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/spp_block.* "$OUT/" 2>/dev/null
       grep -v "^W[0-9]" "$OUT/spp_block.log" | tail -14 ;;
-    nms)  # darknet NMS (csrc/kernels/darknet_nms_launch.cu): the tests that reach the CUDA kernels, the
-      # kernels under compute-sanitizer (shared-memory races, out-of-bounds, barriers), then the op
-      # against torchvision and a PyTorch DIoU loop (results/nms.{csv,md})
-      timeout 300 $PY -m pytest tests/darknet/test_nms.py tests/darknet/test_detector.py tests/darknet/test_nms_onnx.py \
-        -v -rs -p no:cacheprovider > "$OUT/nms_tests.log" 2>&1; status=$((status | $?))
-      grep -E "(FAILED|ERROR) tests/" "$OUT/nms_tests.log" | sort -u | head -20; tail -2 "$OUT/nms_tests.log"
-      for tool in memcheck racecheck synccheck; do
-        timeout 240 compute-sanitizer --tool $tool --kernel-regex kns=nms --error-exitcode 9 \
-          $PY -m pytest tests/darknet/test_nms.py -v -p no:cacheprovider \
-          -k "(cuda_matches_reference_and_cpu and float32) or heavy_suppression or captures" > "$OUT/nms_sanitizer_$tool.log" 2>&1
-        rc=$?; status=$((status | rc))
-        echo "$tool rc=$rc: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/nms_sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
-      done
-      timeout 400 $PY benchmarks/bench_nms.py --sections ops > "$OUT/bench_nms.log" 2>&1; status=$((status | $?))
-      cp benchmarks/results/nms.* "$OUT/" 2>/dev/null; grep -v "^{" "$OUT/bench_nms.log" | tail -5; tail -18 benchmarks/results/nms.md ;;
+    nms)  # darknet NMS (csrc/kernels/darknet_nms_launch.cu), in parts (NMS_PARTS, default all four):
+      # build (incremental: what the build stage does), tests (the tests that reach the CUDA kernels),
+      # sanitize (the kernels under compute-sanitizer: shared-memory races, out-of-bounds accesses,
+      # barriers), bench (the op against torchvision and a PyTorch DIoU loop: results/nms.{csv,md}).
+      # All four take about 10 minutes on a fresh machine: split them over two calls if needed.
+      for part in ${NMS_PARTS:-build tests sanitize bench}; do
+        case $part in
+          build)
+            $PY -m pip install --no-build-isolation --no-deps -e . > "$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+            $PY -c 'import torch_mish; assert torch_mish.has_cuda_kernels(), "built without CUDA kernels"' || exit 1 ;;
+          tests)
+            timeout 300 $PY -m pytest tests/darknet/test_nms.py tests/darknet/test_detector.py tests/darknet/test_nms_onnx.py \
+              -v -rs -p no:cacheprovider > "$OUT/nms_tests.log" 2>&1; status=$((status | $?))
+            grep -E "(FAILED|ERROR) tests/" "$OUT/nms_tests.log" | sort -u | head -20; tail -2 "$OUT/nms_tests.log" ;;
+          sanitize)
+            for tool in memcheck racecheck synccheck; do
+              timeout 240 compute-sanitizer --tool $tool --kernel-regex kns=nms --error-exitcode 9 \
+                $PY -m pytest tests/darknet/test_nms.py -v -p no:cacheprovider \
+                -k "(cuda_matches_reference_and_cpu and float32) or heavy_suppression or captures" > "$OUT/nms_sanitizer_$tool.log" 2>&1
+              rc=$?; status=$((status | rc))
+              echo "$tool rc=$rc: $(grep -E 'ERROR SUMMARY|passed|failed' "$OUT/nms_sanitizer_$tool.log" | tail -2 | tr '\n' ' ')"
+            done ;;
+          bench)
+            timeout 400 $PY benchmarks/bench_nms.py --sections ops > "$OUT/bench_nms.log" 2>&1; status=$((status | $?))
+            cp benchmarks/results/nms.* "$OUT/" 2>/dev/null; grep -v "^{" "$OUT/bench_nms.log" | tail -5; tail -18 benchmarks/results/nms.md ;;
+          *) echo "unknown NMS_PARTS entry $part"; exit 2 ;;
+        esac
+      done ;;
     nms_detector)  # Detector and model compiled with CUDA graphs, batch 1 fp16 (results/nms_detector.{csv,md})
       timeout 560 $PY benchmarks/bench_nms.py --sections detector > "$OUT/bench_nms_detector.log" 2>&1; status=$((status | $?))
       cp benchmarks/results/nms_detector.* "$OUT/" 2>/dev/null; grep -v "^W[0-9]" "$OUT/bench_nms_detector.log" | tail -6

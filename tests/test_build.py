@@ -207,7 +207,8 @@ def test_plugin_identity_is_defined_once() -> None:
         _plugin_identity.PLUGIN_VERSION,
     )
     info = torch_mish.build_info()
-    recorded = {k: info.get(k) for k in ("plugin_name", "plugin_version", "plugin_namespace", "plugin_format_version")}
+    keys = ("plugin_name", "plugin_version", "plugin_namespace", "plugin_format_version")
+    recorded = {k: info.get(k) for k in (*keys, *(f"nms_{k}" for k in keys if k != "plugin_namespace"))}
     assert list(recorded.values()) == list(_plugin_identity.MACROS.values()), "built with another identity: rebuild"
 
 
@@ -400,7 +401,14 @@ def test_ci_stops_when_the_headerless_build_found_headers(tmp_path: Path) -> Non
 
 # Imports the package may make only when an optional extra is installed (each behind a message
 # naming what to install), by the extra that provides them: torch-tensorrt brings tensorrt.
-OPTIONAL_IMPORTS = {"torch_tensorrt": "tensorrt", "tensorrt": "tensorrt", "onnx": "onnx", "onnxscript": "onnx"}
+OPTIONAL_IMPORTS = {
+    "torch_tensorrt": "tensorrt",
+    "tensorrt": "tensorrt",
+    "onnx": "onnx",
+    "onnxscript": "onnx",
+    "PIL": "image",  # Pillow: torch_mish.darknet (images, datasets)
+    "pycocotools": "train",
+}
 
 
 def test_every_import_of_the_package_is_a_declared_dependency() -> None:

@@ -106,7 +106,7 @@ def test_results_files_carry_their_provenance() -> None:
         if f == INDEX or f.suffix not in (".md", ".json", ".txt") or f.name.endswith(".csv"):
             continue
         head = f.read_text()[:6000]
-        for what, pattern in (("date", r"20\d\d-\d\d-\d\d"), ("commit", r"commit"), ("device", r"H100|H200")):
+        for what, pattern in (("date", r"20\d\d-\d\d-\d\d"), ("commit", r"commit"), ("device", r"H100|H200|CPU")):
             if not re.search(pattern, head):
                 lacking.append(f"{f.relative_to(RESULTS)} names no {what}")
     assert not lacking, "; ".join(lacking)

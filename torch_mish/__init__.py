@@ -1,8 +1,9 @@
 """torch_mish: the Mish activation as a fused PyTorch custom operator (torch.ops.mish.*).
 
-Importing the package registers the five operators ``torch.ops.mish.mish``, ``mish_``,
+Importing the package registers the operators ``torch.ops.mish.mish``, ``mish_``,
 ``_mish_backward``, ``batch_norm_mish`` and ``_mish_backward_affine`` with the dispatcher (CPU, and CUDA
-when built with it), their fake kernels and autograd.
+when built with it), their fake kernels and autograd, and ``darknet_nms`` (darknet's detection NMS,
+``torch_mish.darknet.Detector``; no autograd).
 """
 
 from torch_mish import _library  # noqa: F401 - loads _C first: everything below needs the ops registered

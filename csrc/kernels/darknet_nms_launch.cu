@@ -418,7 +418,8 @@ cudaError_t launch(const void* rows_raw, int64_t batch, int64_t num_rows, int64_
 
 bool valid_sizes(int64_t batch, int64_t num_rows, int64_t classes, int64_t max_det) {
   constexpr int64_t kMax = int64_t{1} << 31;
-  return batch >= 0 && num_rows >= 0 && classes >= 1 && max_det >= 1 && max_det < kMax && num_rows < kMax &&
+  // num_rows: class_kernel indexes rows with int, rounded up to whole blocks
+  return batch >= 0 && num_rows >= 0 && classes >= 1 && max_det >= 1 && max_det < kMax && num_rows < kMax - kThreads &&
          batch * classes < kMax && batch * ((num_rows + kScoreRows - 1) / kScoreRows) < kMax;
 }
 
@@ -434,6 +435,7 @@ cudaError_t launch_darknet_nms(DType dtype, const void* rows, int64_t batch, int
                                int32_t* det_classes, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
   if (!valid_sizes(batch, num_rows, classes, params.max_det)) return cudaErrorInvalidValue;
   if (!(params.net_width > 0.0f) || !(params.net_height > 0.0f)) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(det_boxes) % alignof(float4) != 0) return cudaErrorInvalidValue;
   if (workspace_bytes < darknet_nms_workspace_size(batch, num_rows, classes, params.max_det)) {
     return cudaErrorInvalidValue;
   }

@@ -8,7 +8,7 @@
 
 #include <cmath>
 #include <limits>
-#include <sstream>
+#include <cstdio>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -30,9 +30,9 @@ inline nms::NmsKind parse_nms_kind(std::string_view kind) {
 
 // 0.25, 2, nan: how the user wrote the number, near enough (std::to_string would give 2.000000).
 inline std::string number_str(double v) {
-  std::ostringstream s;
-  s << v;
-  return s.str();
+  char text[32];  // %g as Python's checks print the value; no iostreams in the message path
+  std::snprintf(text, sizeof(text), "%g", v);
+  return text;
 }
 
 // Checks every argument (messages name the argument, the value and what is expected) and returns
@@ -48,9 +48,10 @@ inline nms::NmsParams check_nms_args(const at::Tensor& rows, double conf_thresh,
                         "expected 'rows' of shape (N, R, 5 + classes) with at least one class (darknet rows: cx, "
                         "cy, w, h, objectness, class scores), got shape " +
                         shape_str(rows));
-  TORCH_CHECK_VALUE(rows.size(1) < std::numeric_limits<int32_t>::max() &&
+  TORCH_CHECK_VALUE(rows.size(1) < std::numeric_limits<int32_t>::max() - 256 &&
                         rows.size(0) * (rows.size(2) - 5) < std::numeric_limits<int32_t>::max(),
-                    op + "'rows' of shape " + shape_str(rows) + " is too large: R and N * classes must be below 2^31");
+                    op + "'rows' of shape " + shape_str(rows) +
+                        " is too large: R must be below 2^31 - 256 and N * classes below 2^31");
   TORCH_CHECK_VALUE(conf_thresh >= 0 && conf_thresh <= 1,
                     op + "conf_thresh must be in [0, 1], got " + number_str(conf_thresh));
   TORCH_CHECK_VALUE(iou_thresh >= 0 && iou_thresh <= 1,

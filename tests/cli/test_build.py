@@ -138,12 +138,12 @@ def test_the_lowering_comes_from_the_environment_as_in_the_library(
     trt: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without --lowering the command builds what torch_mish.tensorrt would: TORCH_MISH_TRT_LOWERING,
-    'auto' resolved to what it chooses; --lowering wins over it; a bad value is an input error."""
+    'auto' is refused as the library refuses it; --lowering wins over it; a bad value is an input error."""
     from torch_mish.tensorrt import PluginUnavailableError
     from torch_mish.tensorrt.selection import resolve
 
     argv = ["build", "cli.helpers:small_model", "--image-size", "16", "-o", str(tmp_path / "m.plan"), "--json"]
-    for value, flags in [("auto", []), ("plugin", []), ("plugin", ["--lowering", "native"])]:
+    for value, flags in [("native", []), ("plugin", []), ("plugin", ["--lowering", "native"])]:
         monkeypatch.setenv("TORCH_MISH_TRT_LOWERING", value)
         expected = flags[1] if flags else resolve(None)
         try:
@@ -158,6 +158,9 @@ def test_the_lowering_comes_from_the_environment_as_in_the_library(
     monkeypatch.setenv("TORCH_MISH_TRT_LOWERING", "fastest")
     code, _, err = run(argv, capsys)
     assert code == 2 and "unknown Mish lowering 'fastest' in the environment variable TORCH_MISH_TRT_LOWERING" in err
+    monkeypatch.setenv("TORCH_MISH_TRT_LOWERING", "auto")
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "'auto'" in err and "TORCH_MISH_TRT_LOWERING" in err, err
 
 
 @needs_onnx

@@ -215,4 +215,10 @@ def test_cuda_detector_captures_in_one_graph(gen: torch.Generator) -> None:
         compiled = torch.compile(det, fullgraph=True, mode="reduce-overhead")
         for _ in range(3):
             out = compiled(x)
-        assert_same(out, eager, "reduce-overhead")
+        # Inductor fuses the model's box decode, so the rows (and the boxes and scores copied from them)
+        # differ from eager in the last bits; which detections are kept does not.
+        for name, a, b in zip(("num_dets", "det_boxes", "det_scores", "det_classes"), out, eager, strict=True):
+            if a.dtype == torch.int32:
+                assert torch.equal(a, b), f"reduce-overhead {name} differs"
+            else:
+                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4, msg=f"reduce-overhead {name}")

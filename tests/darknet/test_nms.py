@@ -71,8 +71,9 @@ def test_box_below_threshold_for_a_class_suppresses_nothing_there() -> None:
 
 
 def test_thresholds_are_strict() -> None:
-    # objectness == conf: the row is dropped; objectness * prob == conf exactly: the class is dropped.
-    rows = make_rows([(50, 50, 20, 20), (150, 50, 20, 20), (250, 50, 20, 20)], [0.25, 0.5, 0.5], [[1.0], [0.5], [0.75]])
+    # objectness == conf: the row is dropped (even with a class score of 2, whose product passes);
+    # objectness * prob == conf exactly: the class is dropped.
+    rows = make_rows([(50, 50, 20, 20), (150, 50, 20, 20), (250, 50, 20, 20)], [0.25, 0.5, 0.5], [[2.0], [0.5], [0.75]])
     got = detections(darknet_nms(rows, 0.25, 0.45, 10))
     assert [round(s, 6) for s, _, _ in got] == [0.375]
     # IoU == iou_thresh exactly does not suppress: two 2x1 boxes overlapping by one third -> IoU 0.2

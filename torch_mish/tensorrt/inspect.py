@@ -84,7 +84,6 @@ def _narrow_float64(model: torch.nn.Module, inputs: list[InputSpec]) -> tuple[to
     return model, [narrowed_input(i) for i in inputs]
 
 
-
 def build_network(
     model: torch.nn.Module, inputs: Inputs, *, lowering: str | None = None, **settings: Any
 ) -> BuiltNetwork:

@@ -158,7 +158,7 @@ def add_model_args(
 def add_nms_args(p: argparse.ArgumentParser, *, flag: bool = True) -> None:
     """The flags of NmsOptions (ModelOptions.detections); with ``flag``, --nms, which they then go with
     (without it, as for detect, the model is always in a Detector)."""
-    with_nms = " (with --nms)" if flag else ""
+    with_nms = "with --nms; " if flag else ""
     if flag:
         p.add_argument(
             "--nms",
@@ -166,15 +166,15 @@ def add_nms_args(p: argparse.ArgumentParser, *, flag: bool = True) -> None:
             help="the model followed by darknet's thresholds and NMS (torch_mish.darknet.Detector): four outputs "
             "num_dets, det_boxes, det_scores, det_classes",
         )
-    p.add_argument("--conf", type=float, help=f"confidence threshold{with_nms} (default 0.25, darknet's)")
-    p.add_argument("--iou", type=float, help=f"NMS threshold{with_nms} (default 0.45, darknet's)")
-    p.add_argument("--max-det", type=int_at_least(1), help=f"detections kept per image{with_nms} (default 300)")
+    p.add_argument("--conf", type=float, help=f"confidence threshold ({with_nms}default 0.25, darknet's)")
+    p.add_argument("--iou", type=float, help=f"NMS threshold ({with_nms}default 0.45, darknet's)")
+    p.add_argument("--max-det", type=int_at_least(1), help=f"detections kept per image ({with_nms}default 300)")
     p.add_argument(
         "--nms-kind",
         choices=NMS_KINDS,
-        help=f"NMS criterion{with_nms}: IoU, or darknet's DIoU ones (default: the cfg's [yolo] nms_kind)",
+        help=f"NMS criterion: IoU, or darknet's DIoU ones ({with_nms}default: the cfg's [yolo] nms_kind)",
     )
-    p.add_argument("--beta-nms", type=float, help=f"diounms's exponent{with_nms} (default: the cfg's beta_nms)")
+    p.add_argument("--beta-nms", type=float, help=f"diounms's exponent ({with_nms}default: the cfg's beta_nms)")
 
 
 def add_lowering_arg(p: argparse.ArgumentParser, help_text: str) -> None:

@@ -76,3 +76,65 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, Any, 
 
 def files(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")}
+
+
+# A detector whose detections the tests control: 8x8 max-pooled cells, one 24x12 anchor, objectness
+# 20 * red - 10 * (green + blue) - 10 (a cell is a detection where the image is red, and redder means a
+# higher score), every class logit -10 but `cls`'s +10, box offsets 0 (the anchor at the cell's centre).
+RED_SQUARES_CFG = """[net]
+width=64
+height=64
+channels=3
+letter_box={letter_box}
+
+[maxpool]
+stride=8
+size=8
+
+[convolutional]
+filters={filters}
+size=1
+stride=1
+pad=0
+activation=linear
+
+[yolo]
+mask=0
+anchors=24,12
+classes={classes}
+num=1
+"""
+
+
+def red_squares(classes: int = 1, cls: int = 0, letter_box: int = 0) -> tuple[Darknet, str]:
+    """The model and its cfg text."""
+    cfg = RED_SQUARES_CFG.format(filters=5 + classes, classes=classes, letter_box=letter_box)
+    model = Darknet(cfg)
+    conv = model.layers[1].conv
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.fill_(-10.0)
+        conv.bias[:4] = 0.0
+        conv.weight[4, :, 0, 0] = torch.tensor([20.0, -10.0, -10.0])
+        conv.bias[5 + cls] = 10.0
+    return model.eval(), cfg
+
+
+def write_red_squares(tmp: Path, classes: int = 1, cls: int = 0, letter_box: int = 0) -> tuple[Darknet, Path, Path]:
+    """The model, its cfg and its .weights written under tmp."""
+    model, text = red_squares(classes, cls, letter_box)
+    cfg, weights = tmp / f"red{classes}.cfg", tmp / f"red{classes}.weights"
+    cfg.write_text(text)
+    model.save_darknet_weights(weights)
+    return model, cfg, weights
+
+
+def draw_squares(path: Path, size: tuple[int, int], squares: list[tuple[int, int, int, int]]) -> None:
+    """A black width x height image with red squares (x, y, side, red value), saved to path."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", size, (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    for x, y, side, red in squares:
+        draw.rectangle((x, y, x + side - 1, y + side - 1), fill=(red, 0, 0))
+    image.save(path)

@@ -20,7 +20,14 @@ TESTS = Path(__file__).resolve().parents[1]
 def test_python_m_help_and_every_subcommand_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     proc = subprocess.run([sys.executable, "-m", "torch_mish", "--help"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert [c.__name__.rsplit(".", 1)[-1] for c in cli.COMMANDS] == ["export", "build", "inspect", "triton", "bench"]
+    assert [c.__name__.rsplit(".", 1)[-1] for c in cli.COMMANDS] == [
+        "export",
+        "build",
+        "inspect",
+        "triton",
+        "bench",
+        "detect",
+    ]
     for command in cli.COMMANDS:
         name = command.__name__.rsplit(".", 1)[-1]
         assert f"\n  {name} " in proc.stdout

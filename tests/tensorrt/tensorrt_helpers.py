@@ -89,17 +89,8 @@ def random_rows(
 
 @functools.cache
 def nms_build_unavailable_reason(trt: Any) -> str | None:
-    """Why this TensorRT cannot build an engine with an INMSLayer here, or None. TensorRT-RTX (1.6 and
-    1.7, CPU-only mode) has no implementation of the layer: its builder fails with "NMS has no
-    runners that implement it". Probed with a one-layer network."""
-    import numpy as np
+    """Why this TensorRT cannot build an engine with an INMSLayer here, or None (TensorRT-RTX in CPU-only
+    mode has no implementation of the layer: "NMS has no runners that implement it")."""
+    from torch_mish.tensorrt.support import nms_engine_unavailable_reason
 
-    builder = trt.Builder(trt.Logger(trt.Logger.ERROR))
-    network = builder.create_network(0)
-    boxes = network.add_input("boxes", trt.float32, (1, 8, 4))
-    scores = network.add_input("scores", trt.float32, (1, 8, 2))
-    limit = network.add_constant((), trt.Weights(np.array(4, np.int32))).get_output(0)
-    network.mark_output(network.add_nms(boxes, scores, limit).get_output(0))
-    if builder.build_serialized_network(network, builder.create_builder_config()) is not None:
-        return None
-    return f"{trt.__name__} {trt.__version__} cannot build an engine with an INMSLayer on this host (no implementation)"
+    return nms_engine_unavailable_reason()

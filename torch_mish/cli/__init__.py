@@ -7,6 +7,7 @@ Subcommands (``torch-mish SUBCOMMAND --help`` for each, with an example):
   inspect  converter coverage, Mish layers and the TensorRT network's layers; an engine's layers
   triton   a Triton model repository (config.pbtxt + model.plan)
   bench    latency and throughput: PyTorch eager, torch.compile, TensorRT where it can run
+  detect   images -> the same images with boxes and labels drawn, and COCO results (detections.json)
 
 Everything goes through torch_mish's public API (torch_mish.darknet, torch_mish.onnx,
 torch_mish.tensorrt.inspect and .network) and TensorRT's own runtime. Exit status: 0 done, 2 a usage
@@ -22,7 +23,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from torch_mish.cli import bench, build, export, inspect, options, triton
+from torch_mish.cli import bench, build, detect, export, inspect, options, triton
 from torch_mish.cli.console import first_line, quiet_libraries
 from torch_mish.cli.outputs import Terminated, sigterm_unwinds
 from torch_mish.cli.sources import import_scope
@@ -36,7 +37,7 @@ from torch_mish.cli.sources import import_scope
 #   - run(options, console) -> the --json result: it loads the source (sources.load), calls the library, writes
 #     through outputs.atomic, raises options.UsageError for what the user can fix;
 # and list it here. Tests go in tests/cli/test_detect.py.
-COMMANDS = (export, build, inspect, triton, bench)
+COMMANDS = (export, build, inspect, triton, bench, detect)
 PROG = options.PROG
 
 

@@ -83,9 +83,7 @@ def run(options: BenchOptions, console: Console) -> dict[str, Any]:
     requested = options.model.batch
     if requested and requested[0] != requested[2]:
         raise UsageError("bench runs one batch size: --batch N")
-    if options.device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device here; drop --device or use --device cpu")
-    device = "cuda" if torch.cuda.is_available() and options.device != "cpu" else "cpu"
+    device = sources.resolve_device(options.device)
     iters = options.iters or (100 if device == "cuda" else 5)
     warmup = options.warmup if options.warmup is not None else (10 if device == "cuda" else 1)
     source = sources.load(options.model, console)

@@ -46,7 +46,7 @@ def register(subparsers: Any) -> Any:
         dest="timing_cache",
         help="TensorRT timing cache file (.bin/.cache), read if present and written back after the build",
     )
-    add_model_args(p, "N, or MIN:OPT:MAX: the optimization profile's batch sizes", engine=True)
+    add_model_args(p, "N, or MIN:OPT:MAX: the optimization profile's batch sizes", engine=True, nms=True)
     return p
 
 

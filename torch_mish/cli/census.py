@@ -25,8 +25,8 @@ def in_graph(graph: Any) -> MishCount:
 
 
 def in_onnx(path: Path) -> dict[str, int]:
-    """Nodes of an ONNX file's graph: Mish, TorchMish, Mul(x, Tanh(Softplus(x))) chains, and all nodes
-    (function bodies included)."""
+    """Nodes of an ONNX file's graph: Mish, TorchMish, Mul(x, Tanh(Softplus(x))) chains, all nodes
+    (function bodies included), and NMS nodes (NonMaxSuppression, DarknetNMS)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -45,11 +45,14 @@ def in_onnx(path: Path) -> dict[str, int]:
         return softplus_input(tanh.input[0]) if tanh is not None and tanh.op_type == "Tanh" else None
 
     muls = [n for n in graph if n.op_type == "Mul" and len(n.input) == 2]
+    everywhere = graph + [n for f in model.functions for n in f.node]
     return {
         "Mish": sum(n.op_type == "Mish" for n in graph),
         "TorchMish": sum(n.op_type == "TorchMish" for n in graph),
         "composed": sum(tanh_softplus_input(b) == a or tanh_softplus_input(a) == b for a, b in (n.input for n in muls)),
         "nodes": len(graph) + sum(len(f.node) for f in model.functions),
+        # the Detector's NMS (--nms): the standard op, or torch_mish's plugin node
+        **{op: sum(n.op_type == op for n in everywhere) for op in ("NonMaxSuppression", "DarknetNMS")},
     }
 
 

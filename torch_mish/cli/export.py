@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch_mish.cli import census, sources
+from torch_mish.cli import census, nms, sources
 from torch_mish.cli.console import Console, first_line
 from torch_mish.cli.options import (
     DTYPES,
@@ -37,7 +37,7 @@ class ExportOptions:
 def register(subparsers: Any) -> Any:
     p = add_command(subparsers, run)
     p.add_argument("-o", "--output", required=True, help="OUT.onnx or OUT.pt2")
-    add_model_args(p, "N, or MIN:OPT:MAX for a dynamic batch dimension")
+    add_model_args(p, "N, or MIN:OPT:MAX for a dynamic batch dimension", nms=True)
     p.add_argument("--opset", type=int, help="ONNX opset (18+: ONNX Mish; below: Mul(x, Tanh(Softplus(x))))")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="convert the model and input to this dtype")
     p.add_argument("--plugin", action="store_true", help="ONNX with torch_mish::TorchMish nodes (TensorRT plugin)")
@@ -76,10 +76,14 @@ def run(options: ExportOptions, console: Console) -> dict[str, Any]:
             count = census.in_graph((program or torch.export.export(model, (x,))).graph)
             advance()
     result.update(mish_nodes=count.ops, aten_mish_nodes=count.aten, composed_mish_nodes=count.composed)
+    if options.model.detections is not None:
+        result["nms"] = nms.report_fields(model)
     result["bytes"] = out.stat().st_size
     console.info(f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, {census.summary(count)}) from {source.name}")
     if hint := census.convert_hint(count, source.kind):
         console.info(hint)
+    if options.model.detections is not None and out.suffix == ".onnx" and (note := nms.onnx_note(model)):
+        console.info(note)
     return result
 
 
@@ -116,7 +120,10 @@ def write_onnx(options: ExportOptions, model: Any, x: Any, batch: Any, path: Pat
     writes Mish, read back from it."""
     import torch_mish.onnx
 
-    names = {"input_names": [sources.INPUT_NAME], **output_names(model, x)}
+    outputs = (
+        {"output_names": list(nms.OUTPUT_NAMES)} if options.model.detections is not None else output_names(model, x)
+    )
+    names = {"input_names": [sources.INPUT_NAME], **outputs}
     legacy = uses_torchscript_exporter(options)
     if legacy:
         dynamic = {sources.INPUT_NAME: {0: "batch"}} if batch[0] != batch[2] else None
@@ -148,7 +155,10 @@ def write_onnx(options: ExportOptions, model: Any, x: Any, batch: Any, path: Pat
         "TorchMish": written["TorchMish"],
         "Mul(x, Tanh(Softplus(x)))": written["composed"],
     }
-    return {"opset": options.opset, "mish_as": mish_as, "onnx_mish_nodes": held}
+    result = {"opset": options.opset, "mish_as": mish_as, "onnx_mish_nodes": held}
+    if options.model.detections is not None:
+        result["onnx_nms_nodes"] = {op: written[op] for op in ("NonMaxSuppression", "DarknetNMS")}
+    return result
 
 
 def output_names(model: Any, x: Any) -> dict[str, list[str]]:

@@ -34,12 +34,14 @@ class InspectOptions:
 def register(subparsers: Any) -> Any:
     p = add_command(subparsers, run, sources=", an .onnx file, or an engine (.engine/.plan)")
     p.add_argument("--show-dry-run", action="store_true", help="print torch-tensorrt's dry-run report")
-    add_model_args(p, "N, or MIN:OPT:MAX", engine=True)
+    add_model_args(p, "N, or MIN:OPT:MAX", engine=True, nms=True)
     return p
 
 
 def run(options: InspectOptions, console: Console) -> dict[str, Any]:
     if options.model.source.endswith(ENGINE_SUFFIXES):
+        if options.model.detections is not None:
+            raise UsageError("--nms: an engine's outputs were fixed when it was built; inspect its source with --nms")
         return inspect_engine(options.model.source, console)
     net = networks.make(options.model, options.engine, console, build_engine=False)
     report = {**net.report, "layer_table": net.built.layer_table()}

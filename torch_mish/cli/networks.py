@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch_mish.cli import census, sources
+from torch_mish.cli import census, nms, sources
 from torch_mish.cli.console import Console, first_line, import_tensorrt
 from torch_mish.cli.options import ENGINE_SUFFIXES, EngineOptions, ModelOptions, UsageError
 
@@ -43,17 +43,20 @@ def make(
     timing_cache: bytes | None = None,
 ) -> Network:
     """The network of ``model.source`` (an engine too with ``build_engine``), with a progress bar over
-    its steps; ``timing_cache``: a TensorRT timing cache to start from (b"" for a new one)."""
+    its steps; ``timing_cache``: a TensorRT timing cache to start from (b"" for a new one). With
+    ``model.detections`` (--nms), the model is in a Detector and the outputs are named after its four."""
     src = model.source
     if src.endswith(ENGINE_SUFFIXES):
         raise UsageError(f"{src}: already an engine; give a .cfg, .pt2, .onnx or module:factory")
     with console.steps(["load", "convert", "build engine" if build_engine else "network"]) as advance:
-        net = (
-            _from_onnx(model, engine, console, advance)
-            if src.endswith(".onnx")
-            else _from_model(model, engine, console, advance)
-        )
+        if src.endswith(".onnx"):
+            if model.detections is not None:
+                raise UsageError(f"--nms: {src}'s outputs were fixed at export; export it with torch-mish export --nms")
+            net = _from_onnx(model, engine, console, advance)
+        else:
+            net = _from_model(model, engine, console, advance, build_engine)
         if build_engine:
+            nms.check_engine_build(net.built.layer_types())
             net.engine = net.built.build_serialized_engine(timing_cache=timing_cache)
         seconds = time.perf_counter() - net.started
         advance()
@@ -81,12 +84,21 @@ def make(
     return net
 
 
-def _from_model(model: ModelOptions, engine: EngineOptions, console: Console, advance: Callable[[], None]) -> Network:
+def _from_model(
+    model: ModelOptions,
+    engine: EngineOptions,
+    console: Console,
+    advance: Callable[[], None],
+    build_engine: bool,
+) -> Network:
     mt, trt = import_tensorrt(console)
     import torch_tensorrt
 
     lowering = resolve_lowering(engine.lowering)
     source = sources.load(model, console)
+    detections = model.detections
+    if detections is not None:
+        nms.check_tensorrt(source.model, detections, build_engine)
     batch = sources.resolve_batch(source, model.batch, console)  # as --image-size defaults to the program's size
     dtype = sources.torch_dtype(model.dtype)
     shape = (source.channels, *source.image_size)
@@ -102,10 +114,16 @@ def _from_model(model: ModelOptions, engine: EngineOptions, console: Console, ad
                 sources.with_named_input(source.model.to(dtype)), spec, lowering=lowering, **settings
             )
     except mt.PluginUnavailableError as exc:
-        chosen = f"--lowering {lowering}" if engine.lowering else f"{ENV_VAR}={os.environ.get(ENV_VAR)}"
+        chosen, fixes = [], []
+        if lowering == "plugin":
+            chosen.append(f"--lowering {lowering}" if engine.lowering else f"{ENV_VAR}={os.environ.get(ENV_VAR)}")
+            fixes.append("--lowering native")
+        if detections is not None and source.model.nms_kind != "default":
+            chosen.append(nms.kind_text(source.model, detections))
+            fixes.append("--nms-kind default")
         raise UsageError(
-            f"{chosen} cannot be built with {trt.__name__} {trt.__version__}: "
-            f"{exc.reason.splitlines()[0]} Use --lowering native."
+            f"{' and '.join(chosen)} cannot be built with {trt.__name__} {trt.__version__}: "
+            f"{exc.reason.splitlines()[0]} Use {' and '.join(fixes)}."
         ) from None
     advance()
     if not coverage.fully_converted:
@@ -113,6 +131,8 @@ def _from_model(model: ModelOptions, engine: EngineOptions, console: Console, ad
             f"{coverage.supported_ops} of {coverage.total_ops} ops convert ({coverage.coverage:.1f}%) into "
             f"{coverage.engines} TensorRT engines; run `torch-mish inspect {model.source}` for the unsupported ops"
         )
+    if detections is not None:
+        coverage.network.name_outputs(nms.OUTPUT_NAMES)
     count = census.MishCount(coverage.mish_ops, coverage.aten_mish_ops, coverage.composed_mish_ops)
     if hint := census.convert_hint(count, source.kind):
         console.info(hint)
@@ -128,6 +148,8 @@ def _from_model(model: ModelOptions, engine: EngineOptions, console: Console, ad
         },
         **census.report_fields(count, coverage.lowering),
     }
+    if detections is not None:
+        report["nms"] = nms.report_fields(source.model)
     return Network(coverage.network, report, started, dry_run_text=coverage.text)
 
 
@@ -164,7 +186,8 @@ def _from_onnx(model: ModelOptions, engine: EngineOptions, console: Console, adv
             image_size=model.image_size,
             dtype=sources.torch_dtype(model.dtype),
             workspace=engine.workspace_mib * 2**20 if engine.workspace_mib else None,
-            logger=trt.Logger(trt.Logger.VERBOSE if console.verbose else trt.Logger.ERROR),
+            # the parser's errors come back in its exception: one line unless --verbose
+            logger=trt.Logger(trt.Logger.VERBOSE if console.verbose else trt.Logger.INTERNAL_ERROR),
         )
     except OnnxNetworkError as exc:
         raise UsageError(first_line(exc) + ONNX_FIXES.get(exc.problem, "").format(dtype=model.dtype)) from None

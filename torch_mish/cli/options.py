@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import typing
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ from torch_mish.cli.console import Console
 PROG = "torch-mish"
 DTYPES = ("float32", "float16", "bfloat16")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+NMS_KINDS = ("default", "greedynms", "diounms")  # torch_mish.ops.NMS_KINDS, without importing torch
 Batch = tuple[int, int, int]  # (min, opt, max)
 SRC_HELP = (
     "a darknet .cfg (a path, or a cfg shipped with torch_mish: yolov4.cfg, yolov4-csp.cfg, yolov4x-mish.cfg, "
@@ -36,6 +38,17 @@ class UsageError(Exception):
 
 
 @dataclass(frozen=True)
+class NmsOptions:
+    """darknet's detection thresholds and NMS: the torch_mish.darknet.Detector a model is wrapped in."""
+
+    conf: float
+    iou: float
+    max_det: int
+    kind: str | None  # None: the cfg's (its last [yolo] section's nms_kind)
+    beta: float | None  # None: the cfg's beta_nms
+
+
+@dataclass(frozen=True)
 class ModelOptions:
     """The model to load and the input it is exported or built for."""
 
@@ -44,6 +57,7 @@ class ModelOptions:
     image_size: tuple[int, int] | None  # None: the source's own (a cfg's [net] size, a .pt2's), else 640
     batch: Batch | None  # None: the source's own (a .pt2's), else 1
     dtype: str  # one of DTYPES: the model's and its input's, so an engine's precision
+    detections: NmsOptions | None = None  # --nms (detect: always): the model in a Detector
 
 
 @dataclass(frozen=True)
@@ -114,11 +128,17 @@ def add_command(subparsers: Any, run: Callable[..., dict[str, Any]], *, sources:
     return parser
 
 
-def add_model_args(p: argparse.ArgumentParser, batch_help: str, *, engine: bool = False) -> None:
-    """The flags of ModelOptions; with ``engine``, EngineOptions' and an engine's precision too."""
+def add_model_args(
+    p: argparse.ArgumentParser, batch_help: str | None, *, engine: bool = False, nms: bool = False
+) -> None:
+    """The flags of ModelOptions (--batch unless ``batch_help`` is None); with ``nms``, --nms and its
+    thresholds; with ``engine``, EngineOptions' and an engine's precision too."""
     p.add_argument("--weights", help="darknet .weights for a .cfg source (random weights without it)")
     p.add_argument("--image-size", help="input H or HxW (default: the cfg's [net] size, the .pt2's, else 640)")
-    p.add_argument("--batch", help=f"{batch_help} (default: the .pt2's, else 1)")
+    if batch_help is not None:
+        p.add_argument("--batch", help=f"{batch_help} (default: the .pt2's, else 1)")
+    if nms:
+        add_nms_args(p)
     if not engine:
         return
     p.add_argument(
@@ -133,6 +153,28 @@ def add_model_args(p: argparse.ArgumentParser, batch_help: str, *, engine: bool 
     p.add_argument("--minShapes", dest="min_shapes", help="trtexec spelling: input:NxCxHxW (with opt and max)")
     p.add_argument("--optShapes", dest="opt_shapes", help="trtexec spelling")
     p.add_argument("--maxShapes", dest="max_shapes", help="trtexec spelling")
+
+
+def add_nms_args(p: argparse.ArgumentParser, *, flag: bool = True) -> None:
+    """The flags of NmsOptions (ModelOptions.detections); with ``flag``, --nms, which they then go with
+    (without it, as for detect, the model is always in a Detector)."""
+    with_nms = "with --nms; " if flag else ""
+    if flag:
+        p.add_argument(
+            "--nms",
+            action="store_true",
+            help="the model followed by darknet's thresholds and NMS (torch_mish.darknet.Detector): four outputs "
+            "num_dets, det_boxes, det_scores, det_classes",
+        )
+    p.add_argument("--conf", type=float, help=f"confidence threshold ({with_nms}default 0.25, darknet's)")
+    p.add_argument("--iou", type=float, help=f"NMS threshold ({with_nms}default 0.45, darknet's)")
+    p.add_argument("--max-det", type=int_at_least(1), help=f"detections kept per image ({with_nms}default 300)")
+    p.add_argument(
+        "--nms-kind",
+        choices=NMS_KINDS,
+        help=f"NMS criterion: IoU, or darknet's DIoU ones ({with_nms}default: the cfg's [yolo] nms_kind)",
+    )
+    p.add_argument("--beta-nms", type=float, help=f"diounms's exponent ({with_nms}default: the cfg's beta_nms)")
 
 
 def add_lowering_arg(p: argparse.ArgumentParser, help_text: str) -> None:
@@ -173,6 +215,15 @@ def bind(cls: type, flags: dict[str, Any]) -> Any:
     return cls(**values)
 
 
+def output_dir(path: Path, holds: str) -> Path:
+    """-o DIR for a directory the command fills (created if missing): not a file, in an existing directory."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"-o {path}: not a directory; give the folder for {holds}")
+    if not path.parent.is_dir():
+        raise UsageError(f"-o {path}: the directory {path.parent} does not exist; create it first")
+    return path
+
+
 def output_path(text: str, suffixes: Sequence[str], flag: str) -> Path:
     path = Path(text)
     if path.suffix.lower() not in suffixes:
@@ -187,7 +238,7 @@ def model_options(flags: dict[str, Any]) -> ModelOptions:
     --image-size, and the dtype: --dtype, or an engine's --fp16/--bf16."""
     image_size = parse_image_size(flags["image_size"]) if flags["image_size"] is not None else None
     shapes = [flags.get(k) for k in ("min_shapes", "opt_shapes", "max_shapes")]
-    batch = parse_batch(flags["batch"]) if flags["batch"] is not None else None
+    batch = parse_batch(flags["batch"]) if flags.get("batch") is not None else None
     if any(shapes):
         if batch is not None:
             raise UsageError("--batch and --minShapes/--optShapes/--maxShapes: give one or the other")
@@ -205,11 +256,45 @@ def model_options(flags: dict[str, Any]) -> ModelOptions:
         raise UsageError("--fp16 and --bf16 together: engines are strongly typed, pick one precision")
     dtype = "float16" if flags.get("fp16") else "bfloat16" if flags.get("bf16") else flags.get("dtype", "float32")
     weights = Path(flags["weights"]) if flags["weights"] else None
-    return ModelOptions(flags["src"], weights, image_size, batch, dtype)
+    detections = nms_options(flags) if "conf" in flags else None  # a command with the NMS flags
+    return ModelOptions(flags["src"], weights, image_size, batch, dtype, detections)
 
 
 def engine_options(flags: dict[str, Any]) -> EngineOptions:
     return EngineOptions(flags["lowering"], flags["workspace"])
+
+
+def nms_options(flags: dict[str, Any]) -> NmsOptions | None:
+    """--nms and its thresholds (None without --nms; detect has no --nms: always), checked here so that a
+    bad value is one line."""
+    enabled = flags.get("nms", True)
+    given = {name: flags[name] for name in ("conf", "iou", "max_det", "nms_kind", "beta_nms")}
+    if not enabled and any(v is not None for v in given.values()):
+        named = ", ".join("--" + k.replace("_", "-") for k, v in given.items() if v is not None)
+        raise UsageError(f"{named}: these set the detection NMS; add --nms")
+    for name in ("conf", "iou"):
+        value = given[name]
+        if value is not None and not 0 <= value <= 1:
+            raise UsageError(
+                f"--{name} {value:g}: a threshold in [0, 1], e.g. --{name} {0.25 if name == 'conf' else 0.45}"
+            )
+    beta = given["beta_nms"]
+    if beta is not None:
+        if not (math.isfinite(beta) and beta >= 0):
+            raise UsageError(f"--beta-nms {beta:g}: a finite exponent >= 0, e.g. --beta-nms 0.6")
+        if given["nms_kind"] not in (None, "diounms"):
+            raise UsageError(
+                f"--beta-nms is diounms's exponent, not {given['nms_kind']}'s: drop it or use --nms-kind diounms"
+            )
+    if not enabled:
+        return None
+    return NmsOptions(
+        conf=0.25 if given["conf"] is None else given["conf"],
+        iou=0.45 if given["iou"] is None else given["iou"],
+        max_det=300 if given["max_det"] is None else given["max_det"],
+        kind=given["nms_kind"],
+        beta=beta,
+    )
 
 
 GROUPS: dict[Any, Callable[[dict[str, Any]], Any]] = {ModelOptions: model_options, EngineOptions: engine_options}

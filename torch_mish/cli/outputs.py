@@ -59,6 +59,24 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
         tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
+def fill_dir(target: Path, write: Callable[[Path], None]) -> list[Path]:
+    """``write(folder)`` fills a staging folder next to ``target``; then its files move into ``target``
+    (created if missing; a file of the same name there is replaced, other files are kept). A failure, an
+    interrupt or SIGTERM in ``write`` removes the staging folder and leaves ``target`` as it was.
+    Returns the files moved into ``target``."""
+    stage = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        write(stage)
+        target.mkdir(exist_ok=True)
+        moved = []
+        for f in sorted(stage.iterdir()):
+            os.replace(f, target / f.name)
+            moved.append(target / f.name)
+        return moved
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 def replace_dir(target: Path, write: Callable[[Path], None]) -> None:
     """``write(folder)`` fills a staging folder next to ``target``, which then replaces ``target`` (an
     existing one is moved aside first and removed after)."""

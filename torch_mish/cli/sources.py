@@ -4,6 +4,7 @@ ExportedProgram, or module:factory; its input (channels, image size, batch) and 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import difflib
 import importlib
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from torch_mish.cli.console import Console, first_line
-from torch_mish.cli.options import ENGINE_SUFFIXES, Batch, ModelOptions, UsageError, format_batch
+from torch_mish.cli.options import ENGINE_SUFFIXES, Batch, ModelOptions, NmsOptions, UsageError, format_batch
 
 # The one name of the image input, in every ONNX file and engine the command writes: torch-tensorrt names an
 # engine's input after the model's forward argument, so models are traced behind a forward(x).
@@ -43,7 +44,13 @@ def check_exists(src: str, hint: str = "give an existing path (or module:factory
 
 
 def load(options: ModelOptions, console: Console) -> Source:
-    """The model of a darknet cfg (a path, or a cfg name shipped with torch_mish), a .pt2 or module:factory."""
+    """The model of a darknet cfg (a path, or a cfg name shipped with torch_mish), a .pt2 or module:factory;
+    with ``options.detections`` (--nms, detect), in a torch_mish.darknet.Detector."""
+    source = _load(options, console)
+    return source if options.detections is None else _detector(source, options.detections)
+
+
+def _load(options: ModelOptions, console: Console) -> Source:
     import torch_mish  # noqa: F401 - registers torch.ops.mish (a .pt2 needs it to load)
 
     src = options.source
@@ -74,6 +81,22 @@ def import_scope() -> Iterator[None]:
 def _is_factory(src: str) -> bool:
     known = (".cfg", ".pt2", ".onnx", *ENGINE_SUFFIXES)
     return ":" in src and not Path(src).exists() and not src.endswith(known)
+
+
+def _detector(source: Source, nms: NmsOptions) -> Source:
+    """``source`` with its model in a Detector: darknet's thresholds and NMS, four outputs."""
+    from torch_mish.darknet import Detector
+
+    try:
+        detector = Detector(source.model, nms.conf, nms.iou, nms.max_det, nms.kind, nms.beta)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{source.name}: {first_line(exc)}") from None
+    if nms.beta is not None and detector.nms_kind != "diounms":
+        raise UsageError(
+            f"--beta-nms is diounms's exponent, and {source.name}'s NMS is {detector.nms_kind}: "
+            "drop it or add --nms-kind diounms"
+        )
+    return dataclasses.replace(source, model=detector)
 
 
 def _factory(src: str, image: tuple[int, int] | None) -> Source:
@@ -202,6 +225,15 @@ def resolve_batch(source: Source, requested: Batch | None, console: Console) -> 
             f"export it again from its source with --batch {format_batch(requested)}"
         )
     return requested
+
+
+def resolve_device(flag: str) -> str:
+    """--device auto|cpu|cuda: "cuda" where asked for (an error without one) or available (auto), else "cpu"."""
+    import torch
+
+    if flag == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device here; drop --device or use --device cpu")
+    return "cuda" if torch.cuda.is_available() and flag != "cpu" else "cpu"
 
 
 def torch_dtype(name: str) -> Any:

@@ -21,6 +21,7 @@ from torch_mish.cli.options import (
     UsageError,
     add_command,
     add_model_args,
+    output_dir,
 )
 
 TRITON_TYPES = {
@@ -49,16 +50,12 @@ def register(subparsers: Any) -> Any:
     p.add_argument("-o", "--output", required=True, help="the model repository (a directory, created if missing)")
     p.add_argument("--name", required=True, help="the model's name in the repository")
     p.add_argument("--force", action="store_true", help="replace an existing NAME/")
-    add_model_args(p, "N, or MIN:OPT:MAX (max_batch_size = MAX, preferred batch = OPT)", engine=True)
+    add_model_args(p, "N, or MIN:OPT:MAX (max_batch_size = MAX, preferred batch = OPT)", engine=True, nms=True)
     return p
 
 
 def run(options: TritonOptions, console: Console) -> dict[str, Any]:
-    repo = options.output
-    if repo.exists() and not repo.is_dir():
-        raise UsageError(f"-o {repo}: not a directory; give the model repository's folder")
-    if not repo.parent.is_dir():
-        raise UsageError(f"-o {repo}: the directory {repo.parent} does not exist; create it first")
+    repo = output_dir(options.output, "the model repository")
     name = options.name
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"--name {name!r}: give a plain model name, e.g. --name yolov4")

@@ -8,7 +8,8 @@
     num_dets, boxes, scores, classes = Detector(model)(x)  # darknet's thresholds and NMS
 
 Images in and out (reading, darknet's resize and letterbox, boxes back to the original image,
-drawing, COCO results rows, the 80 COCO names): :mod:`torch_mish.darknet.images`.
+drawing, COCO results rows, the 80 COCO names): :mod:`torch_mish.darknet.images`; whole images
+through a Detector, boxes back in their pixels: :mod:`torch_mish.darknet.predict`.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from torch_mish.darknet import images
+from torch_mish.darknet import images, predict
 from torch_mish.darknet.cfg import CfgError, read_cfg
-from torch_mish.darknet.detector import Detector, darknet_nms
+from torch_mish.darknet.detector import OUTPUT_NAMES, Detector, darknet_nms
 from torch_mish.darknet.loss import LossOptionError, LossParts, YoloLoss
 from torch_mish.darknet.model import Darknet
 from torch_mish.darknet.weights import WeightsError, load_darknet_weights, save_darknet_weights
@@ -42,12 +43,14 @@ __all__ = [
     "Darknet",
     "Detector",
     "LossOptionError",
+    "OUTPUT_NAMES",
     "LossParts",
     "WeightsError",
     "darknet_nms",
     "images",
     "load_darknet_weights",
     "packaged_cfg",
+    "predict",
     "read_cfg",
     "save_darknet_weights",
     "YoloLoss",

@@ -21,6 +21,8 @@ from torch_mish.darknet.layers import Yolo
 from torch_mish.ops import NMS_KINDS, check_nms_options
 
 DEFAULT_BETA_NMS = 0.6  # darknet's default beta_nms ([yolo], parser.c)
+# The Detector's outputs by the names deployment stacks (Triton, DeepStream YOLO parsers) bind them by.
+OUTPUT_NAMES = ("num_dets", "det_boxes", "det_scores", "det_classes")
 
 _nms = torch.ops.mish.darknet_nms.default
 

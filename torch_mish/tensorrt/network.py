@@ -83,6 +83,14 @@ class BuiltNetwork:
     def outputs(self) -> list[dict[str, Any]]:
         return [_tensor(self.network.get_output(i)) for i in range(self.network.num_outputs)]
 
+    def name_outputs(self, names: Sequence[str]) -> None:
+        """Name the network's outputs (an engine's output bindings), in order: torch-tensorrt names them
+        output0, output1, ..."""
+        if len(names) != self.network.num_outputs:
+            raise ValueError(f"name_outputs: {len(names)} names for {self.network.num_outputs} network outputs")
+        for i, name in enumerate(names):
+            self.network.get_output(i).name = name
+
     def profiles(self) -> list[dict[str, Shapes]]:
         """The optimization profiles the engine will be built with, read back from TensorRT: per
         profile, input name -> (min, opt, max) shape."""

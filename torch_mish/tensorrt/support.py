@@ -3,6 +3,9 @@ and the demo."""
 
 from __future__ import annotations
 
+from functools import cache
+
+import numpy as np
 import tensorrt as trt
 import torch
 
@@ -29,3 +32,19 @@ def engine_runtime_unavailable_reason() -> str | None:
     if is_tensorrt_rtx() and cc not in RTX_RUNTIME_CAPABILITIES and cc < (12, 0):
         return f"TensorRT-RTX cannot run engines on compute capability {cc[0]}.{cc[1]}; needs full TensorRT"
     return None
+
+
+@cache
+def nms_engine_unavailable_reason() -> str | None:
+    """Why this TensorRT cannot build an engine with an ``INMSLayer`` here, or None if it can.
+    TensorRT-RTX (1.6, 1.7) in CPU-only mode has no implementation of the layer: its builder fails
+    with "NMS has no runners that implement it". Probed once with a one-layer network."""
+    builder = trt.Builder(trt.Logger(trt.Logger.INTERNAL_ERROR))
+    network = builder.create_network(0)
+    boxes = network.add_input("boxes", trt.float32, (1, 8, 4))
+    scores = network.add_input("scores", trt.float32, (1, 8, 2))
+    limit = network.add_constant((), trt.Weights(np.array(4, np.int32))).get_output(0)
+    network.mark_output(network.add_nms(boxes, scores, limit).get_output(0))
+    if builder.build_serialized_network(network, builder.create_builder_config()) is not None:
+        return None
+    return f"{trt.__name__} {trt.__version__} cannot build an engine with an INMSLayer on this host (no implementation)"

@@ -65,7 +65,7 @@ def test_plugin_lowering_refuses_clearly_without_plugin_layers(trt) -> None:  # 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_plugin_network_structure_and_engine(plugin_layers, dtype: torch.dtype) -> None:  # noqa: ANN001
+def test_plugin_network_structure_and_engine(plugin_layers, plugin_library, dtype: torch.dtype) -> None:  # noqa: ANN001
     trt = plugin_layers
     from torch_mish.tensorrt.inspect import build_network
 

@@ -203,7 +203,7 @@ def test_diou_kinds_refuse_clearly_without_plugin_layers(trt, tiny) -> None:  # 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_diou_kinds_lower_to_one_plugin_layer(plugin_layers, kind: str, dtype: torch.dtype) -> None:  # noqa: ANN001
+def test_diou_kinds_lower_to_one_plugin_layer(plugin_layers, plugin_library, kind: str, dtype: torch.dtype) -> None:  # noqa: ANN001
     trt = plugin_layers
     from torch_mish.tensorrt.inspect import build_network
 

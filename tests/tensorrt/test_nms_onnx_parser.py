@@ -121,12 +121,9 @@ def parse(trt, data: bytes):  # noqa: ANN001, ANN201
 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
-def test_node_parses_into_the_plugin_layer(plugin_layers, kind: str, tmp_path: Path, gen) -> None:  # noqa: ANN001
+def test_node_parses_into_the_plugin_layer(plugin_layers, plugin_library, kind: str, tmp_path: Path, gen) -> None:  # noqa: ANN001
     """TensorRT's parser imports the node as one DarknetNMS layer, after load_plugin(); the engine builds."""
     trt = plugin_layers
-    import torch_mish.tensorrt as mt
-
-    mt.load_plugin()
     export(Nms(kind), random_rows(2, 60, 3, gen), tmp_path / "nms.onnx", True)
     builder, network, _parser, ok, errors = parse(trt, (tmp_path / "nms.onnx").read_bytes())
     assert ok and not errors, errors
@@ -140,12 +137,9 @@ def test_node_parses_into_the_plugin_layer(plugin_layers, kind: str, tmp_path: P
 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
-def test_parsed_engine_matches_the_op(trt_runtime, plugin_layers, kind: str, tmp_path: Path, gen) -> None:  # noqa: ANN001
+def test_parsed_engine_matches_the_op(trt_runtime, plugin_layers, plugin_library, kind: str, tmp_path: Path, gen) -> None:  # noqa: ANN001
     """Parsed, built and run: the op's CUDA outputs, bit for bit (the plugin runs the op's launcher)."""
     trt = trt_runtime
-    import torch_mish.tensorrt as mt
-
-    mt.load_plugin()
     model = Nms(kind)
     rows = random_rows(3, 60, 3, gen, NET)
     export(model, rows, tmp_path / "nms.onnx", True)

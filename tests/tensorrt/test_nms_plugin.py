@@ -237,13 +237,12 @@ def test_build_api(nms, gen) -> None:  # noqa: ANN001
     harness.lib.h_destroy(p)
 
 
-def test_registers_with_tensorrt_registry(trt) -> None:  # noqa: ANN001
+def test_registers_with_tensorrt_registry(trt, plugin_library) -> None:  # noqa: ANN001
     """The converter's own field list makes a plugin in TensorRT's registry; a bad one does not."""
     import torch_mish.tensorrt as mt
     from torch_mish.tensorrt.nms import NmsArgs, nms_plugin_fields
 
-    path = mt.load_plugin()
-    assert path is not None and path.exists()
+    assert plugin_library.exists()
     creator = trt.get_plugin_registry().get_creator(NAME, VERSION, NAMESPACE)
     assert creator is not None and mt.plugin.nms_plugin_available()
     args = NmsArgs(0.25, 0.45, 300, "diounms", 0.6, 640.0, 512.0)

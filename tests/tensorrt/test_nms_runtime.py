@@ -60,7 +60,7 @@ def test_default_engine_matches_the_op(trt_runtime, dtype: torch.dtype, gen) -> 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_diou_engine_is_the_op_bit_for_bit(trt_runtime, plugin_layers, kind: str, dtype: torch.dtype, gen) -> None:  # noqa: ANN001
+def test_diou_engine_is_the_op_bit_for_bit(trt_runtime, plugin_layers, plugin_library, kind: str, dtype: torch.dtype, gen) -> None:  # noqa: ANN001
     import torch_mish.tensorrt as mt
 
     model = Nms(kind)
@@ -70,7 +70,7 @@ def test_diou_engine_is_the_op_bit_for_bit(trt_runtime, plugin_layers, kind: str
         assert_same(compiled(rows), model(rows), f"{kind} engine, batch {batch}")
 
 
-def test_diou_engine_reloads_in_a_fresh_process(trt_runtime, plugin_layers, tmp_path, gen) -> None:  # noqa: ANN001
+def test_diou_engine_reloads_in_a_fresh_process(trt_runtime, plugin_layers, plugin_library, tmp_path, gen) -> None:  # noqa: ANN001
     """The plugin's fields survive serialization: a saved engine, loaded where only
     ``import torch_mish.tensorrt`` registered the plugin, gives the same outputs."""
     import torch_mish.tensorrt as mt

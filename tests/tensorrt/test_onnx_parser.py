@@ -55,7 +55,7 @@ def test_standard_mish_parses_and_builds(trt, tmp_path) -> None:  # noqa: ANN001
     assert engine is not None and engine.nbytes > 0
 
 
-def test_plugin_nodes_parse_into_plugin_layers(plugin_layers, tmp_path) -> None:  # noqa: ANN001
+def test_plugin_nodes_parse_into_plugin_layers(plugin_layers, plugin_library, tmp_path) -> None:  # noqa: ANN001
     trt = plugin_layers
     network, engine, errors = parse_and_build(trt, export(tmp_path, plugin=True))
     assert not errors, errors

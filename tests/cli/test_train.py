@@ -21,7 +21,7 @@ pytest.importorskip("PIL", reason="Pillow is not installed (pip install pillow)"
 
 
 def test_train_writes_weights_that_load_back(trained: dict[str, Any]) -> None:
-    assert trained["iterations"] == 2 and trained["seen"] == 4  # 2 iterations of --batch 2
+    assert trained["iterations"] == trained["steps"] == 2 and trained["seen"] == 4  # 2 iterations of --batch 2
     assert trained["source"] == "yolov4-tiny.cfg" and trained["device"] == "cpu" and trained["fused"] is True
     assert math.isfinite(trained["loss"]) and trained["loss"] > 0 and trained["seconds"] > 0
     assert set(trained["loss_parts"]) == {"box", "objectness", "classes"}
@@ -60,7 +60,7 @@ def test_progress_bar_summary_quiet_and_resume(
     resume = ["--resume", trained["checkpoint"], "--max-batches", "3", "-o", str(tmp_path / "more")]
     code, data, err = run([*head, *resume, "-q", "--json"], capsys)
     assert code == 0 and err == "", err
-    assert data["iterations"] == 3 and data["seen"] == 6 and Path(data["weights"]).exists()
+    assert data["iterations"] == 3 and data["steps"] == 1 and data["seen"] == 6 and Path(data["weights"]).exists()
 
 
 def bad_inputs(tmp: Path, data: Path) -> list[tuple[list[str], str]]:

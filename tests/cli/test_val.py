@@ -51,11 +51,12 @@ def red_set(tmp_path: Path) -> tuple[Darknet, Path, Path, Path]:
     return model, cfg, weights, data
 
 
-def direct(model: Darknet, data: Path, **thresholds: float) -> Any:
+def direct(model: Darknet, data: Path, size: int | None = None, **thresholds: float) -> Any:
     """evaluate_data with the Detector at darknet's evaluation settings (or the thresholds given)."""
     settings = darknet_eval_settings(model)
     conf = thresholds.get("conf", settings["conf_thresh"])
-    return evaluate_data(model, data, Detector(model.eval(), conf, thresholds.get("iou", settings["iou_thresh"])))
+    detector = Detector(model.eval(), conf, thresholds.get("iou", settings["iou_thresh"]))
+    return evaluate_data(model, data, detector, size=size)
 
 
 def test_val_is_evaluate_data_with_darknets_thresholds(
@@ -93,6 +94,10 @@ def test_val_of_what_train_wrote(
     assert result["images"] == 4 and result["source"] == trained["cfg"]
     assert (result["map50_95"], result["map50"]) == (expected.map, expected.map50)
     assert (result["labels"], result["detections"]) == (expected.labels, expected.detections) and expected.detections
+    code, result, err = run([*argv, "--device", "cpu", "--image-size", "96"], capsys)  # a 3x3 grid, not 2x2
+    larger = direct(model, shapes_data, size=96)
+    assert code == 0 and larger.detections != expected.detections, err
+    assert (result["map50_95"], result["detections"], result["image_size"]) == (larger.map, larger.detections, [96, 96])
 
 
 def test_missing_pycocotools_names_its_pip_command(

@@ -138,6 +138,7 @@ def run(options: TrainOptions, console: Console) -> dict[str, Any]:
         "weights": str(result.weights),
         "checkpoint": str(result.checkpoint),
         "iterations": result.iterations,
+        "steps": len(result.history),  # iterations this run (--resume and --weights go on from an earlier one)
         "seen": result.seen,
         "seconds": result.seconds,
         "loss": None if last is None else last.loss,

@@ -1,7 +1,8 @@
 """torch-mish val: its figures are evaluate_data's with darknet's detector map thresholds, on the model
 torch-mish train wrote and on a model whose detections the tests control (cli.helpers.red_squares: a faint
-square scores 0.12, between darknet's evaluation threshold 0.005 and detect's 0.25); --conf; a missing
-pycocotools named with its pip command; bad input that exits 2 in one line."""
+square scores 0.12, between darknet's evaluation threshold 0.005 and detect's 0.25); --conf; --onnx through
+torch_mish.darknet.deploy; a missing pycocotools named with its pip command; bad input that exits 2 in
+one line."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from cli.helpers import draw_squares, files, run, write_red_squares
+from cli.helpers import draw_squares, files, needs_onnx, run, write_red_squares
 from torch_mish.darknet import Darknet, Detector
 from torch_mish.darknet.evaluate import darknet_eval_settings, evaluate_data
 
@@ -137,3 +139,44 @@ def test_bad_input_exits_2_in_one_line(
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert err.startswith("torch-mish val: error: ")
     assert files(data.parent) == before
+
+
+@needs_onnx
+def test_val_onnx_measures_the_file(
+    red_set: tuple[Darknet, Path, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--onnx measures the file, not the cfg's model: an ONNX file of other weights (every cell an object)
+    gives evaluate_data's figure of deploy's detect function for that file, with the cfg's NMS."""
+    deploy = pytest.importorskip("torch_mish.darknet.deploy", reason="torch_mish.darknet.deploy is not there yet")
+    model, cfg, weights, data = red_set
+    other = Darknet(cfg.read_text())
+    other.load_darknet_weights(weights)
+    with torch.no_grad():
+        other.layers[1].conv.bias[4] = 5.0  # objectness: every cell, red or not
+    other.save_darknet_weights(tmp_path / "other.weights")
+    onnx = tmp_path / "other.onnx"
+    export = ["export", str(cfg), "--weights", str(tmp_path / "other.weights"), "--batch", "1:3:8", "-o", str(onnx)]
+    code, _, err = run([*export, "-q"], capsys)
+    assert code == 0, err
+    argv = ["val", str(cfg), "--weights", str(weights), "--data", str(data), "--device", "cpu", "--json", "-q"]
+    code, result, err = run([*argv, "--onnx", str(onnx)], capsys)
+    assert code == 0 and err == "", err
+    settings = darknet_eval_settings(model)
+    detector = Detector(model.eval(), settings["conf_thresh"], settings["iou_thresh"])
+    expected = evaluate_data(model, data, deploy.onnx_file_detector(onnx, detector, "cpu"))
+    assert expected.detections != direct(model, data).detections  # the file is not the model
+    assert result["network"] == f"onnx {onnx}"
+    measured = (result["map50_95"], result["map50"], result["detections"])
+    assert measured == (expected.map, expected.map50, expected.detections)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU may run TensorRT engines here")
+def test_engine_without_a_runtime_says_why(
+    red_set: tuple[Darknet, Path, Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch_mish.darknet.deploy", reason="torch_mish.darknet.deploy is not there yet")
+    _, cfg, weights, data = red_set
+    (data.parent / "m.engine").write_bytes(b"")
+    argv = ["val", str(cfg), "--weights", str(weights), "--data", str(data), "--engine", str(data.parent / "m.engine")]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and err.startswith("torch-mish val: error: --engine: ") and len(err.strip().splitlines()) == 1, err

@@ -159,6 +159,6 @@ def detect_function(options: ValOptions, detector: Any, device: str, dtype: Any)
         if options.onnx is not None:
             return f"onnx {options.onnx}", deploy.onnx_file_detector(options.onnx, detector, device)
         return f"engine {options.engine}", deploy.engine_file_detector(options.engine, detector)
-    except deploy.PathUnavailable as exc:
+    except (deploy.PathUnavailable, ValueError) as exc:  # no runtime here, or not a detector's file
         flag = "--onnx" if options.onnx is not None else "--engine"
         raise UsageError(f"{flag}: {first_line(exc)}") from None

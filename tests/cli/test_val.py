@@ -179,4 +179,4 @@ def test_engine_without_a_runtime_says_why(
     (data.parent / "m.engine").write_bytes(b"")
     argv = ["val", str(cfg), "--weights", str(weights), "--data", str(data), "--engine", str(data.parent / "m.engine")]
     code, _, err = run(argv, capsys)
-    assert code == 2 and err.startswith("torch-mish val: error: --engine: ") and len(err.strip().splitlines()) == 1, err
+    assert code == 2 and err.startswith("torch-mish val: error: --engine: ") and len(err.splitlines()) == 1, err

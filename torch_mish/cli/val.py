@@ -81,7 +81,7 @@ def run(options: ValOptions, console: Console) -> dict[str, Any]:
     detector = sources.in_detector(source, nms).model
     dtype = sources.torch_dtype(options.model.dtype)
     detector.to(device=device, dtype=dtype)
-    network, detect = detect_function(options, detector, device, dtype)
+    network, detect = detect_function(options, detector, device, dtype, console)
     try:
         metrics = evaluate_data(
             source.model,
@@ -144,7 +144,7 @@ def check_flags(options: ValOptions) -> None:
         raise UsageError(f"--dtype {options.model.dtype} is the PyTorch model's; {flag} {given} has its own")
 
 
-def detect_function(options: ValOptions, detector: Any, device: str, dtype: Any) -> tuple[str, Any]:
+def detect_function(options: ValOptions, detector: Any, device: str, dtype: Any, console: Console) -> tuple[str, Any]:
     """What measures the images, and its name: the Detector (eager or compiled), or the ONNX file or engine
     followed by the same thresholds and NMS (torch_mish.darknet.deploy)."""
     import torch
@@ -158,7 +158,8 @@ def detect_function(options: ValOptions, detector: Any, device: str, dtype: Any)
     try:
         if options.onnx is not None:
             return f"onnx {options.onnx}", deploy.onnx_file_detector(options.onnx, detector, device)
-        return f"engine {options.engine}", deploy.engine_file_detector(options.engine, detector)
+        with console.muted_fds():  # what TensorRT's C++ prints at import, unless --verbose
+            return f"engine {options.engine}", deploy.engine_file_detector(options.engine, detector)
     except (deploy.PathUnavailable, ValueError) as exc:  # no runtime here, or not a detector's file
         flag = "--onnx" if options.onnx is not None else "--engine"
         raise UsageError(f"{flag}: {first_line(exc)}") from None

@@ -15,7 +15,7 @@ Everything goes through torch_mish's public API (torch_mish.darknet with its tra
 torch_mish.onnx, torch_mish.tensorrt.inspect and .network) and TensorRT's own runtime. Exit status: 0 done, 2 a usage
 or input error (the message says how to fix it), 1 any other failure, 130 interrupted, 143 terminated.
 Outputs are written to a temporary file next to the target and renamed into place, so a failed,
-interrupted or terminated run leaves nothing behind (train keeps its checkpoints, each written whole:
+interrupted or terminated run leaves nothing behind (train keeps the checkpoints it has written:
 --resume goes on from them).
 """
 

@@ -7,8 +7,9 @@ model, darknet's detection thresholds (confidence 0.005, NMS 0.45 with the cfg's
 COCOeval (pip install pycocotools) against the labels (torch_mish.darknet.evaluate.evaluate_data).
 
 --backend eager runs PyTorch, compile torch.compile. --onnx FILE or --engine FILE measures that file instead
-of the PyTorch model (exported or built from the same cfg and weights, e.g. by torch-mish export and build):
-the thresholds and NMS stay the cfg's, so the figures compare across deploy paths.
+of the PyTorch model (exported or built from the same cfg and weights by torch-mish export or build): a file of
+the network alone (made without --nms) gets the same thresholds and NMS, so the figures compare across deploy
+paths; one made with --nms is used as it is.
 
 example: yolov4-tiny.cfg --weights runs/tiny/yolov4-tiny_final.weights --data shapes/obj.data
 """

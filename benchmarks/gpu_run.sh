@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_run.sh build max_autotune     (a run of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
 #   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT)
+#   bash benchmarks/gpu_run.sh build accuracy       (a detector trained, its mAP through every deploy path)
 #   bash benchmarks/gpu_run.sh nms                    (darknet NMS: build, CUDA tests, sanitizers, op benchmark)
 #   bash benchmarks/gpu_run.sh build nms_detector     (a compiled Detector's share of time in NMS)
 # Logs and results go to out/gpu. With OUT set to a folder, they are also packed into one archive,
@@ -93,6 +94,11 @@ for stage in "$@"; do
       timeout 230 $PY benchmarks/bench_training_loss.py --modes eager > "$OUT/bench_training_loss.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/training_loss.* "$OUT/" 2>/dev/null
       tail -9 "$OUT/bench_training_loss.log" ;;
+    accuracy)  # a detector trained on the synthetic shapes, its mAP through every deploy path and dtype
+      # (ACCURACY_ARGS adds bench_accuracy.py flags, e.g. --budget-s)
+      timeout 590 $PY benchmarks/bench_accuracy.py ${ACCURACY_ARGS:-} > "$OUT/bench_accuracy.log" 2>&1
+      status=$((status | $?)); cp benchmarks/results/accuracy.* "$OUT/" 2>/dev/null
+      grep -v "^W[0-9]" "$OUT/bench_accuracy.log" | grep -v "it/s\]" | tail -30 ;;
     training_loss_compile)  # the same compiled, bf16; one activation per call (a compilation takes minutes):
       # TRAINING_LOSS_ACT="torch_mish.Mish+BN" (default), "nn.Mish" or "LeakyReLU(0.1)"
       act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)

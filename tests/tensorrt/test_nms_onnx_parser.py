@@ -137,7 +137,14 @@ def test_node_parses_into_the_plugin_layer(plugin_layers, plugin_library, kind: 
 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
-def test_parsed_engine_matches_the_op(trt_runtime, plugin_layers, plugin_library, kind: str, tmp_path: Path, gen) -> None:  # noqa: ANN001
+def test_parsed_engine_matches_the_op(
+    trt_runtime,
+    plugin_layers,
+    plugin_library,
+    kind: str,
+    tmp_path: Path,
+    gen,  # noqa: ANN001
+) -> None:
     """Parsed, built and run: the op's CUDA outputs, bit for bit (the plugin runs the op's launcher)."""
     trt = trt_runtime
     model = Nms(kind)

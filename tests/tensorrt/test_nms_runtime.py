@@ -60,7 +60,14 @@ def test_default_engine_matches_the_op(trt_runtime, dtype: torch.dtype, gen) -> 
 
 @pytest.mark.parametrize("kind", ["greedynms", "diounms"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
-def test_diou_engine_is_the_op_bit_for_bit(trt_runtime, plugin_layers, plugin_library, kind: str, dtype: torch.dtype, gen) -> None:  # noqa: ANN001
+def test_diou_engine_is_the_op_bit_for_bit(
+    trt_runtime,
+    plugin_layers,
+    plugin_library,
+    kind: str,
+    dtype: torch.dtype,
+    gen,  # noqa: ANN001
+) -> None:
     import torch_mish.tensorrt as mt
 
     model = Nms(kind)

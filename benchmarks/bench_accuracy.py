@@ -1,0 +1,261 @@
+"""A detector trained for real, and its accuracy carried through every deploy path.
+
+yolov4-tiny with its activations made Mish (torch_mish's op in every layer) is trained with darknet's
+loss on the synthetic shapes set (torch_mish.darknet.shapes: drawn shapes with exact labels, seeded),
+then its COCO mAP (pycocotools, darknet's evaluation thresholds and its cfg's NMS) is measured on the
+held-out split through eager PyTorch, torch.compile, torch.export, AOTInductor, ONNX in onnxruntime
+and a TensorRT engine (torch_mish.darknet.deploy), for float32, float16 and bfloat16 weights.
+
+    python benchmarks/bench_accuracy.py [--iterations 2000] [--budget-s 330]   # a GPU
+    python benchmarks/bench_accuracy.py --quick                                # a CPU smoke run
+
+The training length is --iterations, cut to what fits --train-budget-s at the speed measured on the
+first iterations (the steps actually trained are in the results). Paths that cannot run here are rows
+saying why; after --budget-s (the whole run) the remaining paths are rows saying so. Writes
+benchmarks/results/{--out-name, default accuracy}.{csv,md,env.json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from torch_mish.darknet import Darknet, Detector, packaged_cfg
+from torch_mish.darknet import deploy as deploy_paths
+from torch_mish.darknet.data import DarknetDataset, read_data_config
+from torch_mish.darknet.evaluate import darknet_eval_settings, evaluate
+from torch_mish.darknet.shapes import make_shapes
+from torch_mish.darknet.train import train
+
+TARGET_MAP50 = 0.90
+TOLERANCE = 0.002  # each path's mAP against eager float32
+COMPILE_COST = {"eager": 0, "export": 1, "onnx": 2, "tensorrt": 3, "compile": 4, "aoti": 5}
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def mish_tiny_cfg() -> str:
+    """yolov4-tiny with Mish where the cfg has leaky: the network this project is for."""
+    return packaged_cfg("yolov4-tiny").read_text().replace("activation=leaky", "activation=mish")
+
+
+def _shard(args: tuple[Path, int, int, int, int]) -> Path:
+    root, n_train, n_val, size, seed = args
+    return make_shapes(root, n_train, n_val, size, seed)
+
+
+def make_dataset(root: Path, n_train: int, n_val: int, size: int, seed: int, shards: int) -> Path:
+    """The shapes set drawn in ``shards`` processes (each its own seed), joined into one obj.data."""
+    shards = max(1, min(shards, n_train, max(n_val, 1)))
+    jobs = [
+        (
+            root / f"shard{i}",
+            n_train // shards + (i < n_train % shards),
+            n_val // shards + (i < n_val % shards),
+            size,
+            seed * 1000 + i,
+        )
+        for i in range(shards)
+    ]
+    with ProcessPoolExecutor(shards) as pool:
+        datas = list(pool.map(_shard, jobs))
+    for split in ("train", "valid"):
+        lines = [
+            str((d.parent / line).resolve()) for d in datas for line in (d.parent / f"{split}.txt").read_text().split()
+        ]
+        (root / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    (root / "obj.names").write_text((datas[0].parent / "obj.names").read_text())
+    data = root / "obj.data"
+    classes = read_data_config(datas[0]).classes
+    data.write_text(
+        f"classes = {classes}\ntrain = {root / 'train.txt'}\nvalid = {root / 'valid.txt'}\n"
+        f"names = {root / 'obj.names'}\n"
+    )
+    return data
+
+
+def schedule(iterations: int, batch: int) -> dict[str, object]:
+    """darknet's [net] learning-rate rules scaled to a short run: burn-in over the first tenth, steps at 80 and 90 %."""
+    return {
+        "batch": batch,
+        "subdivisions": 1,
+        "burn_in": max(1, iterations // 10),
+        "steps": f"{int(0.8 * iterations)},{int(0.9 * iterations)}",
+        "scales": ".1,.1",
+    }
+
+
+def train_detector(args: argparse.Namespace, data: Path, work: Path, device: str) -> dict[str, Any]:
+    cfg = mish_tiny_cfg()
+    common = dict(
+        image_size=args.size, device=device, amp=args.amp, workers=args.workers, seed=args.seed, progress=not args.quick
+    )
+    iterations = args.iterations
+    if args.probe_iterations and not args.quick:  # the speed, data loading included, on a short run
+        probe = train(
+            cfg,
+            data,
+            work / "probe",
+            max_batches=args.probe_iterations,
+            net_overrides=schedule(args.probe_iterations, args.batch),
+            **common,
+        )
+        per_it = probe.seconds / probe.iterations
+        fits = int(args.train_budget_s / per_it)
+        print(f"probe: {per_it * 1e3:.0f} ms/iteration (data loading included): {fits} fit the training budget")
+        iterations = max(args.probe_iterations, min(iterations, fits))
+    result = train(
+        cfg, data, work / "train", max_batches=iterations, net_overrides=schedule(iterations, args.batch), **common
+    )
+    return {
+        "cfg": result.cfg,
+        "weights": result.weights,
+        "iterations": result.iterations,
+        "seen": result.seen,
+        "seconds": result.seconds,
+        "batch": args.batch,
+    }
+
+
+def measure(
+    args: argparse.Namespace,
+    trained: dict[str, Any],
+    data: Path,
+    work: Path,
+    device: str,
+    deadline: float,
+    save: Callable[[list[dict[str, Any]]], None],
+) -> list[dict[str, Any]]:
+    config = read_data_config(data)
+    rows: list[dict[str, Any]] = []
+    reference: float | None = None
+    # eager float32 (the reference) first, then the paths that compile least: a run cut by its budget
+    # leaves out the slowest paths' rows, not whole dtypes
+    runs = [(p, d) for p in args.paths.split(",") for d in args.dtypes.split(",")]
+    runs.sort(key=lambda r: (r != ("eager", "float32"), COMPILE_COST.get(r[0], 0)))
+    for path, dtype_name in runs:
+        row: dict[str, Any] = {"path": path, "dtype": dtype_name}
+        rows.append(row)
+        if time.monotonic() > deadline:
+            row["status"] = "not run: past the run's --budget-s"
+            continue
+        model = Darknet(trained["cfg"].read_text())
+        model.load_darknet_weights(trained["weights"])
+        settings = darknet_eval_settings(model)
+        letterbox = settings.pop("letterbox")
+        detector = Detector(model, max_det=args.max_det, **settings).to(device=device, dtype=DTYPES[dtype_name])
+        dataset = DarknetDataset.from_data(config, "valid", model, augment=False)
+        example = torch.zeros(args.eval_batch, 3, model.height, model.width)
+        started = time.perf_counter()
+        try:
+            detect = deploy_paths.detect_fn(path, detector, example, work / f"{path}_{dtype_name}")
+            metrics = evaluate(detect, dataset, args.eval_batch, device, config.class_names(), args.workers)
+        except deploy_paths.PathUnavailable as exc:
+            row["status"] = f"not run: {exc}"
+            continue
+        except Exception as exc:  # one path failing is a row, not the end of the run
+            traceback.print_exc()
+            row["status"] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            continue
+        row.update(
+            map=round(metrics.map, 5),
+            map50=round(metrics.map50, 5),
+            images=metrics.images,
+            detections=metrics.detections,
+            letterbox=letterbox,
+            seconds=round(time.perf_counter() - started, 1),
+        )
+        if path == "eager" and dtype_name == "float32":
+            reference = metrics.map
+        if reference is not None:
+            row["delta_map"] = round(metrics.map - reference, 5)
+            row["status"] = "ok" if abs(metrics.map - reference) <= TOLERANCE else f"outside {TOLERANCE}"
+        print(json.dumps(row), flush=True)
+        save(rows)  # after each row: a run cut short keeps what it measured
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]], trained: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"yolov4-tiny (Mish) trained {trained['iterations']} iterations of batch {trained['batch']} "
+        f"({trained['seen']} images seen) in {trained['seconds']:.0f} s, {args.amp or 'float32'} autocast, "
+        f"at {args.size}x{args.size} on {args.train} synthetic shapes images; evaluated on {args.valid} held-out "
+        f"images (pycocotools, darknet's evaluation thresholds and its cfg's NMS). Target: mAP@.5 >= {TARGET_MAP50} "
+        f"and every path within {TOLERANCE} mAP@[.5:.95] of eager float32.",
+        "",
+        "| path | dtype | mAP@[.5:.95] | mAP@.5 | delta vs eager fp32 | status |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['path']} | {r['dtype']} | {r.get('map', '')} | {r.get('map50', '')} | "
+            f"{r.get('delta_map', '')} | {r.get('status', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a CPU smoke run: a few images and iterations")
+    p.add_argument("--train", type=int, default=8000, help="training images")
+    p.add_argument("--valid", type=int, default=500, help="held-out images")
+    p.add_argument("--size", type=int, default=256, help="network input side (and the images' mean side)")
+    p.add_argument("--iterations", type=int, default=2000)
+    p.add_argument("--probe-iterations", type=int, default=40)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--amp", default="bf16", help="autocast for training: bf16, fp16, or '' for float32")
+    p.add_argument("--train-budget-s", type=float, default=150.0)
+    p.add_argument("--budget-s", type=float, default=330.0, help="the whole run, dataset and training included")
+    p.add_argument("--paths", default=",".join(deploy_paths.PATHS))
+    p.add_argument("--dtypes", default=",".join(DTYPES))
+    p.add_argument("--eval-batch", type=int, default=32)
+    p.add_argument("--max-det", type=int, default=300)
+    p.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-name", default="accuracy")
+    args = p.parse_args()
+    deadline = time.monotonic() + args.budget_s
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.quick:
+        args.train, args.valid, args.size, args.iterations, args.batch, args.amp = 16, 8, 64, 2, 4, ""
+        args.paths, args.dtypes, args.eval_batch, args.workers = "eager,export,onnx", "float32", 4, 0
+        args.out_name = args.out_name if args.out_name != "accuracy" else ""
+    args.amp = args.amp or None
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        t0 = time.perf_counter()
+        data = make_dataset(work / "shapes", args.train, args.valid, args.size, args.seed, args.workers or 1)
+        print(f"dataset: {args.train} + {args.valid} images in {time.perf_counter() - t0:.0f} s", flush=True)
+        trained = train_detector(args, data, work, device)
+        print(f"trained {trained['iterations']} iterations in {trained['seconds']:.0f} s", flush=True)
+        save = results_writer(args, trained, device)
+        rows = measure(args, trained, data, work, device, deadline, save)
+    save(rows)
+    print(markdown(rows, trained, args))
+
+
+def results_writer(args: argparse.Namespace, trained: dict[str, Any], device: str) -> Callable[[list], None]:
+    """Writes the results files (a GPU run, not --quick); a CPU or --quick run writes nothing."""
+    if device == "cpu" or not args.out_name:
+        print("(a CPU or --quick run: no results written)")
+        return lambda rows: None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from common import environment, write_table
+
+    env = environment()
+    env.update(training=json.dumps({k: str(v) for k, v in trained.items() if k not in ("cfg", "weights")}))
+    return lambda rows: write_table(args.out_name, rows, env, markdown(rows, trained, args))
+
+
+if __name__ == "__main__":
+    main()

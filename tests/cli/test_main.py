@@ -27,6 +27,8 @@ def test_python_m_help_and_every_subcommand_has_an_example(capsys: pytest.Captur
         "triton",
         "bench",
         "detect",
+        "train",
+        "val",
     ]
     for command in cli.COMMANDS:
         name = command.__name__.rsplit(".", 1)[-1]

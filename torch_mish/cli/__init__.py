@@ -8,12 +8,15 @@ Subcommands (``torch-mish SUBCOMMAND --help`` for each, with an example):
   triton   a Triton model repository (config.pbtxt + model.plan)
   bench    latency and throughput: PyTorch eager, torch.compile, TensorRT where it can run
   detect   images -> the same images with boxes and labels drawn, and COCO results (detections.json)
+  train    a darknet cfg trained on a dataset in darknet's format -> checkpoints and darknet .weights
+  val      COCO mAP@[.5:.95] and mAP@.5 of trained weights (the model, an ONNX file or an engine)
 
-Everything goes through torch_mish's public API (torch_mish.darknet, torch_mish.onnx,
-torch_mish.tensorrt.inspect and .network) and TensorRT's own runtime. Exit status: 0 done, 2 a usage
+Everything goes through torch_mish's public API (torch_mish.darknet with its train and evaluate,
+torch_mish.onnx, torch_mish.tensorrt.inspect and .network) and TensorRT's own runtime. Exit status: 0 done, 2 a usage
 or input error (the message says how to fix it), 1 any other failure, 130 interrupted, 143 terminated.
 Outputs are written to a temporary file next to the target and renamed into place, so a failed,
-interrupted or terminated run leaves nothing behind.
+interrupted or terminated run leaves nothing behind (train keeps the checkpoints it has written:
+--resume goes on from them).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from torch_mish.cli import bench, build, detect, export, inspect, options, triton
+from torch_mish.cli import bench, build, detect, export, flags, inspect, options, train, triton, val
 from torch_mish.cli.console import first_line, quiet_libraries
 from torch_mish.cli.outputs import Terminated, sigterm_unwinds
 from torch_mish.cli.sources import import_scope
@@ -33,11 +36,11 @@ from torch_mish.cli.sources import import_scope
 #   - a docstring add_command reads as its help: "``torch-mish detect``: HELP.", the description, "example: ARGS";
 #   - a frozen dataclass of its options: the groups it takes (ModelOptions, EngineOptions) and its own flags,
 #     each field named by its flag's argparse dest (output_file() for an output file);
-#   - register(subparsers) -> its parser: options.add_command(subparsers, run), then its flags and groups' flags;
+#   - register(subparsers) -> its parser: flags.add_command(subparsers, run), then its flags and groups' flags;
 #   - run(options, console) -> the --json result: it loads the source (sources.load), calls the library, writes
 #     through outputs.atomic, raises options.UsageError for what the user can fix;
 # and list it here. Tests go in tests/cli/test_detect.py.
-COMMANDS = (export, build, inspect, triton, bench, detect)
+COMMANDS = (export, build, inspect, triton, bench, detect, train, val)
 PROG = options.PROG
 
 
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for command in COMMANDS:
-        options.add_common(command.register(subparsers))
+        flags.add_common(command.register(subparsers))
     return parser
 
 

@@ -16,17 +16,9 @@ from typing import Any
 from torch_mish import _timing
 from torch_mish.cli import sources
 from torch_mish.cli.console import Console, first_line, import_tensorrt
+from torch_mish.cli.flags import add_command, add_lowering_arg, add_model_args, int_at_least
 from torch_mish.cli.networks import resolve_lowering
-from torch_mish.cli.options import (
-    DTYPES,
-    ENGINE_SUFFIXES,
-    ModelOptions,
-    UsageError,
-    add_command,
-    add_lowering_arg,
-    add_model_args,
-    int_at_least,
-)
+from torch_mish.cli.options import DTYPES, ENGINE_SUFFIXES, ModelOptions, UsageError
 
 BACKENDS = ("eager", "compile", "tensorrt")
 

@@ -17,14 +17,8 @@ from typing import Any
 
 from torch_mish.cli import networks, outputs
 from torch_mish.cli.console import Console
-from torch_mish.cli.options import (
-    ENGINE_SUFFIXES,
-    EngineOptions,
-    ModelOptions,
-    add_command,
-    add_model_args,
-    output_file,
-)
+from torch_mish.cli.flags import add_command, add_model_args
+from torch_mish.cli.options import ENGINE_SUFFIXES, EngineOptions, ModelOptions, output_file
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,8 @@ from typing import Any
 
 from torch_mish.cli import nms, outputs, sources
 from torch_mish.cli.console import Console, first_line, import_tensorrt
-from torch_mish.cli.options import (
-    DTYPES,
-    ModelOptions,
-    UsageError,
-    add_command,
-    add_model_args,
-    add_nms_args,
-    output_dir,
-)
+from torch_mish.cli.flags import add_command, add_device_arg, add_dtype_arg, add_model_args, add_nms_args
+from torch_mish.cli.options import ModelOptions, UsageError, output_dir
 
 BACKENDS = ("eager", "compile", "tensorrt")
 RESULTS_FILE = "detections.json"
@@ -69,8 +62,8 @@ def register(subparsers: Any) -> Any:
         help="keep the aspect ratio, pad with gray (darknet's -letter_box; default: the cfg's [net] letter_box)",
     )
     add_model_args(p, None)
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help="the model's and its input's dtype")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: a GPU where there is one")
+    add_dtype_arg(p)
+    add_device_arg(p)
     p.add_argument("--backend", choices=BACKENDS, default="eager", help="what runs the network")
     add_nms_args(p, flag=False)
     return p

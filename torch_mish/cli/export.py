@@ -15,14 +15,8 @@ from typing import Any
 
 from torch_mish.cli import census, nms, sources
 from torch_mish.cli.console import Console, first_line
-from torch_mish.cli.options import (
-    DTYPES,
-    ModelOptions,
-    UsageError,
-    add_command,
-    add_model_args,
-    output_file,
-)
+from torch_mish.cli.flags import add_command, add_model_args
+from torch_mish.cli.options import DTYPES, ModelOptions, UsageError, output_file
 from torch_mish.cli.outputs import atomic
 
 

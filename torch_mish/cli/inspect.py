@@ -14,14 +14,8 @@ from typing import Any
 
 from torch_mish.cli import census, networks, sources
 from torch_mish.cli.console import Console, import_tensorrt
-from torch_mish.cli.options import (
-    ENGINE_SUFFIXES,
-    EngineOptions,
-    ModelOptions,
-    UsageError,
-    add_command,
-    add_model_args,
-)
+from torch_mish.cli.flags import add_command, add_model_args
+from torch_mish.cli.options import ENGINE_SUFFIXES, EngineOptions, ModelOptions, UsageError
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,10 @@
 
 A subcommand declares its options as a frozen dataclass whose fields are either option groups shared
 by several commands (``ModelOptions``, ``EngineOptions``) or its own flags, named by their argparse
-dest; ``output_file`` fields are checked paths. ``parse`` turns the command line into an
-``Invocation``: which command, its console, and its options (bound and validated when asked, so that
-an invalid value is reported as that command's error). ``add_command`` makes a subcommand's parser from
-its module's docstring.
+dest; ``output_file`` fields are checked paths, ``image_size_field`` ones parsed sizes. ``parse`` turns
+the command line into an ``Invocation``: which command, its console, and its options (bound and
+validated when asked, so that an invalid value is reported as that command's error). The parsers themselves are made in
+``torch_mish.cli.flags``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import sys
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,10 +26,6 @@ DTYPES = ("float32", "float16", "bfloat16")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 NMS_KINDS = ("default", "greedynms", "diounms")  # torch_mish.ops.NMS_KINDS, without importing torch
 Batch = tuple[int, int, int]  # (min, opt, max)
-SRC_HELP = (
-    "a darknet .cfg (a path, or a cfg shipped with torch_mish: yolov4.cfg, yolov4-csp.cfg, yolov4x-mish.cfg, "
-    "yolov4-p5.cfg, yolov4-tiny.cfg), a .pt2 ExportedProgram, or module:factory (a function returning an nn.Module)"
-)
 
 
 class UsageError(Exception):
@@ -74,117 +69,15 @@ class Invocation:
     bind: Callable[[], Any]  # the command's options; raises UsageError
 
 
+def image_size_field() -> Any:
+    """A dataclass field for a command's own --image-size (H or HxW): (height, width), or None."""
+    return dataclasses.field(metadata={"parse": parse_image_size})
+
+
 def output_file(*suffixes: str, flag: str = "-o") -> Any:
     """A dataclass field for an output file flag: a Path whose name ends in one of ``suffixes`` in an
     existing directory, or None where the flag was not given."""
     return dataclasses.field(metadata={"suffixes": suffixes, "flag": flag})
-
-
-def int_at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: an integer >= low."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
-        return value
-
-    return parse
-
-
-# --- parsers --------------------------------------------------------------------------------------
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Shows a default where there is one (not None or False) and the help text does not already say it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or "default" in (action.help or ""):
-            return action.help
-        return super()._get_help_string(action)
-
-
-def add_command(subparsers: Any, run: Callable[..., dict[str, Any]], *, sources: str = "") -> argparse.ArgumentParser:
-    """The parser of the subcommand whose ``run(options, console)`` is given, named after run's module
-    and bound to the dataclass that run's ``options`` is annotated with. Its texts are that module's
-    docstring: "``torch-mish NAME``: HELP." (its line in the list), the description's paragraphs, and
-    "example: ARGS" last. The positional ``src`` takes models, and ``sources`` more."""
-    module = sys.modules[run.__module__]
-    name = module.__name__.rsplit(".", 1)[-1]
-    head, *description, example = (" ".join(p.split()) for p in (module.__doc__ or "").strip().split("\n\n"))
-    if not head.startswith(f"``{PROG} {name}``: ") or not example.startswith("example: ") or not description:
-        raise ValueError(f"{module.__name__}: its docstring is not a command's help (see options.add_command)")
-    parser = subparsers.add_parser(
-        name,
-        help=head.split(": ", 1)[1].removesuffix("."),
-        description="\n\n".join(description) + f"\n\nexample:\n  {PROG} {name} {example.removeprefix('example: ')}",
-        formatter_class=HelpFormatter,
-    )
-    parser.set_defaults(run=run, options=typing.get_type_hints(run)["options"])
-    parser.add_argument("src", help=SRC_HELP + sources)
-    return parser
-
-
-def add_model_args(
-    p: argparse.ArgumentParser, batch_help: str | None, *, engine: bool = False, nms: bool = False
-) -> None:
-    """The flags of ModelOptions (--batch unless ``batch_help`` is None); with ``nms``, --nms and its
-    thresholds; with ``engine``, EngineOptions' and an engine's precision too."""
-    p.add_argument("--weights", help="darknet .weights for a .cfg source (random weights without it)")
-    p.add_argument("--image-size", help="input H or HxW (default: the cfg's [net] size, the .pt2's, else 640)")
-    if batch_help is not None:
-        p.add_argument("--batch", help=f"{batch_help} (default: the .pt2's, else 1)")
-    if nms:
-        add_nms_args(p)
-    if not engine:
-        return
-    p.add_argument(
-        "--fp16",
-        action="store_true",
-        help="float16 engine: engines are strongly typed, so the model and its inputs are converted to float16 "
-        "(an .onnx source must already be float16: torch-mish export --dtype float16)",
-    )
-    p.add_argument("--bf16", action="store_true", help="bfloat16 engine (the model and its inputs are converted)")
-    add_lowering_arg(p, "Mish in TensorRT (model sources; default: $TORCH_MISH_TRT_LOWERING, else native)")
-    p.add_argument("--workspace", type=int_at_least(1), metavar="MiB", help="TensorRT workspace limit")
-    p.add_argument("--minShapes", dest="min_shapes", help="trtexec spelling: input:NxCxHxW (with opt and max)")
-    p.add_argument("--optShapes", dest="opt_shapes", help="trtexec spelling")
-    p.add_argument("--maxShapes", dest="max_shapes", help="trtexec spelling")
-
-
-def add_nms_args(p: argparse.ArgumentParser, *, flag: bool = True) -> None:
-    """The flags of NmsOptions (ModelOptions.detections); with ``flag``, --nms, which they then go with
-    (without it, as for detect, the model is always in a Detector)."""
-    with_nms = "with --nms; " if flag else ""
-    if flag:
-        p.add_argument(
-            "--nms",
-            action="store_true",
-            help="the model followed by darknet's thresholds and NMS (torch_mish.darknet.Detector): four outputs "
-            "num_dets, det_boxes, det_scores, det_classes",
-        )
-    p.add_argument("--conf", type=float, help=f"confidence threshold ({with_nms}default 0.25, darknet's)")
-    p.add_argument("--iou", type=float, help=f"NMS threshold ({with_nms}default 0.45, darknet's)")
-    p.add_argument("--max-det", type=int_at_least(1), help=f"detections kept per image ({with_nms}default 300)")
-    p.add_argument(
-        "--nms-kind",
-        choices=NMS_KINDS,
-        help=f"NMS criterion: IoU, or darknet's DIoU ones ({with_nms}default: the cfg's [yolo] nms_kind)",
-    )
-    p.add_argument("--beta-nms", type=float, help=f"diounms's exponent ({with_nms}default: the cfg's beta_nms)")
-
-
-def add_lowering_arg(p: argparse.ArgumentParser, help_text: str) -> None:
-    p.add_argument("--lowering", choices=("native", "plugin"), help=help_text)
-
-
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout (messages go to stderr)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no messages or progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="library logs, tracebacks, the layer table")
 
 
 # --- from the command line to options -------------------------------------------------------------
@@ -208,8 +101,13 @@ def bind(cls: type, flags: dict[str, Any]) -> Any:
         elif "suffixes" in f.metadata:
             text = flags[f.name]
             values[f.name] = None if text is None else output_path(text, f.metadata["suffixes"], f.metadata["flag"])
+        elif "parse" in f.metadata:
+            text = flags[f.name]
+            values[f.name] = None if text is None else f.metadata["parse"](text)
         elif hints[f.name] is Path:
             values[f.name] = Path(flags[f.name])
+        elif hints[f.name] == (Path | None):
+            values[f.name] = None if flags[f.name] is None else Path(flags[f.name])
         else:
             values[f.name] = flags[f.name]
     return cls(**values)

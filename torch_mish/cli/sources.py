@@ -47,7 +47,7 @@ def load(options: ModelOptions, console: Console) -> Source:
     """The model of a darknet cfg (a path, or a cfg name shipped with torch_mish), a .pt2 or module:factory;
     with ``options.detections`` (--nms, detect), in a torch_mish.darknet.Detector."""
     source = _load(options, console)
-    return source if options.detections is None else _detector(source, options.detections)
+    return source if options.detections is None else in_detector(source, options.detections)
 
 
 def _load(options: ModelOptions, console: Console) -> Source:
@@ -83,7 +83,7 @@ def _is_factory(src: str) -> bool:
     return ":" in src and not Path(src).exists() and not src.endswith(known)
 
 
-def _detector(source: Source, nms: NmsOptions) -> Source:
+def in_detector(source: Source, nms: NmsOptions) -> Source:
     """``source`` with its model in a Detector: darknet's thresholds and NMS, four outputs."""
     from torch_mish.darknet import Detector
 
@@ -137,15 +137,28 @@ def _cfg_hint(src: str) -> str:
     return f"{guess}give a cfg path or a packaged cfg name ({', '.join(PACKAGED_CFGS)})"
 
 
-def _darknet(src: str, options: ModelOptions, console: Console) -> Source:
-    from torch_mish.darknet import PACKAGED_CFGS, CfgError, Darknet, WeightsError, packaged_cfg
+def cfg_path(src: str) -> tuple[str, Path]:
+    """A darknet cfg source -> (its name, its file): a path, or the name of a cfg shipped with torch_mish
+    (with or without .cfg, as packaged_cfg() takes it). Anything else is a UsageError naming the choices."""
+    from torch_mish.darknet import PACKAGED_CFGS, packaged_cfg
 
     path = Path(src)
+    if path.exists() and not path.is_file():
+        raise UsageError(f"{src}: not a file")
     if not path.exists():
         name = src if src.endswith(".cfg") else f"{src}.cfg"
         if path.name != src or name not in PACKAGED_CFGS:
             raise UsageError(f"{src}: no such file; {_cfg_hint(src)}")
-        src, path = name, packaged_cfg(name)  # a packaged cfg by its name, as packaged_cfg() takes it
+        return name, packaged_cfg(name)
+    if not _looks_like_cfg(src):
+        raise UsageError(f"{src}: not a darknet .cfg; give a cfg path or a packaged cfg name")
+    return src, path
+
+
+def _darknet(src: str, options: ModelOptions, console: Console) -> Source:
+    from torch_mish.darknet import CfgError, Darknet, WeightsError
+
+    src, path = cfg_path(src)
     try:
         model = Darknet(path).eval()
     except CfgError as exc:
@@ -159,11 +172,16 @@ def _darknet(src: str, options: ModelOptions, console: Console) -> Source:
     else:
         console.info(f"note: no --weights: {path.name} has random weights")
     if options.image_size is not None:
-        try:  # a size the network cannot take fails here in one line, not deep inside an export or a build
-            model.check_input_size(*options.image_size)
-        except ValueError as exc:
-            raise UsageError(f"--image-size {exc}") from None
+        check_image_size(model, options.image_size)
     return Source(model, "darknet", src, model.channels, options.image_size or (model.height, model.width))
+
+
+def check_image_size(model: Any, size: tuple[int, int]) -> None:
+    """A size the network cannot take fails here in one line, not deep inside an export, a build or training."""
+    try:
+        model.check_input_size(*size)
+    except ValueError as exc:
+        raise UsageError(f"--image-size {exc}") from None
 
 
 def _program(src: str, image: tuple[int, int] | None) -> Source:

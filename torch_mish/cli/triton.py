@@ -15,14 +15,8 @@ from typing import Any
 
 from torch_mish.cli import networks, outputs
 from torch_mish.cli.console import Console
-from torch_mish.cli.options import (
-    EngineOptions,
-    ModelOptions,
-    UsageError,
-    add_command,
-    add_model_args,
-    output_dir,
-)
+from torch_mish.cli.flags import add_command, add_model_args
+from torch_mish.cli.options import EngineOptions, ModelOptions, UsageError, output_dir
 
 TRITON_TYPES = {
     "FLOAT": "TYPE_FP32",

@@ -125,4 +125,9 @@ def save_darknet_weights(model: DarknetLayers, path: str | Path) -> None:
     parts.append(struct.pack("<Q" if _header_size(major, minor) == 20 else "<I", seen))
     for _, _, t in _entries(model, loading=False):
         parts.append(t.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes())
-    Path(path).write_bytes(b"".join(parts))
+    # Written beside the target and renamed over it: an interrupted write (a training run stopped
+    # while it checkpoints) leaves the previous file whole.
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_bytes(b"".join(parts))
+    partial.replace(target)

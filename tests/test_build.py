@@ -406,6 +406,7 @@ OPTIONAL_IMPORTS = {
     "tensorrt": "tensorrt",
     "onnx": "onnx",
     "onnxscript": "onnx",
+    "onnxruntime": "onnx",  # torch_mish.darknet.deploy runs ONNX files with it
     "PIL": "image",  # Pillow: torch_mish.darknet (images, datasets)
     "pycocotools": "train",
 }

@@ -212,13 +212,10 @@ def test_cuda_detector_captures_in_one_graph(gen: torch.Generator) -> None:
         graph.replay()
         assert_same(captured, eager, "captured")
         assert_same(eager, darknet_nms(det.model(x).cpu(), 0.05, 0.45, 50, "diounms", 0.8, 64.0, 48.0), "cuda/cpu")
-        compiled = torch.compile(det, fullgraph=True, mode="reduce-overhead")
+        # torch.compile's CUDA-graph backend runs the same kernels, so its replays equal eager bit for
+        # bit; Inductor's fused box decode rounds differently and test_compile_fullgraph checks it, within
+        # a tolerance, on an input whose decisions are not near a threshold.
+        compiled = torch.compile(det, fullgraph=True, backend="cudagraphs")
         for _ in range(3):
             out = compiled(x)
-        # Inductor fuses the model's box decode, so the rows (and the boxes and scores copied from them)
-        # differ from eager in the last bits; which detections are kept does not.
-        for name, a, b in zip(("num_dets", "det_boxes", "det_scores", "det_classes"), out, eager, strict=True):
-            if a.dtype == torch.int32:
-                assert torch.equal(a, b), f"reduce-overhead {name} differs"
-            else:
-                torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4, msg=f"reduce-overhead {name}")
+        assert_same(out, eager, "torch.compile cudagraphs")

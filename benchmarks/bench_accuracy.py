@@ -6,7 +6,7 @@ then its COCO mAP (pycocotools, darknet's evaluation thresholds and its cfg's NM
 held-out split through eager PyTorch, torch.compile, torch.export, AOTInductor, ONNX in onnxruntime
 and a TensorRT engine (torch_mish.darknet.deploy), for float32, float16 and bfloat16 weights.
 
-    python benchmarks/bench_accuracy.py [--iterations 2000] [--budget-s 330]   # a GPU
+    python benchmarks/bench_accuracy.py [--iterations 2000] [--budget-s 540]   # a GPU, one gpu_run.sh call
     python benchmarks/bench_accuracy.py --quick                                # a CPU smoke run
 
 The training length is --iterations, cut to what fits --train-budget-s at the speed measured on the
@@ -214,8 +214,8 @@ def main() -> None:
     p.add_argument("--probe-iterations", type=int, default=40)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--amp", default="bf16", help="autocast for training: bf16, fp16, or '' for float32")
-    p.add_argument("--train-budget-s", type=float, default=150.0)
-    p.add_argument("--budget-s", type=float, default=330.0, help="the whole run, dataset and training included")
+    p.add_argument("--train-budget-s", type=float, default=240.0)
+    p.add_argument("--budget-s", type=float, default=540.0, help="the whole run, dataset and training included")
     p.add_argument("--paths", default=",".join(deploy_paths.PATHS))
     p.add_argument("--dtypes", default=",".join(DTYPES))
     p.add_argument("--eval-batch", type=int, default=32)

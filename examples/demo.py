@@ -268,6 +268,11 @@ def main() -> None:
         f"    loss {losses[0]:.4g} at iteration 1, {losses[-1]:.4g} at {len(losses)}; {result.seconds:.0f} s;"
         f" weights {result.weights}"
     )
+    if result.iterations < 300:  # what the mAP below can and cannot show
+        print(
+            f"    ({result.iterations} iterations train a detector only a little: its mAP is low; what the next step"
+            " checks is that every deploy path gives the same mAP as eager. A GPU run trains for minutes.)"
+        )
 
     step(f"3/4 mAP of the trained weights through every deploy path ({args.dtype}; eager float32 the reference)")
     deploy_part(args, result.cfg, result.weights, data, args.out, summary)

@@ -146,15 +146,19 @@ def test_the_detector_stays_in_eval_mode(gen: torch.Generator) -> None:
 @pytest.mark.parametrize("kind", ["default", "greedynms", "diounms"])
 def test_detections_match_the_reference(kind: str, gen: torch.Generator) -> None:
     # A non-square input: DIoU is computed on coordinates divided by the input's width and height.
-    model = small_model(seed=int(torch.randint(0, 2**31, (), generator=gen)))
-    det = Detector(model, conf_thresh=0.3, iou_thresh=0.4, max_det=40, nms_kind=kind)
-    x = torch.rand(2, 3, 48, 64, generator=gen)
-    with torch.no_grad():
-        rows = model(x)
-        out = det(x)
-    ref = reference_nms(rows, 0.3, 0.4, 40, kind, 0.8, 64.0, 48.0)
-    if ref.margin < 1e-5:
-        pytest.skip("a criterion within float32 rounding of the threshold (draw another seed)")
+    # Redrawn while a criterion lies within float32's rounding of a threshold (either decision is right).
+    for _ in range(20):
+        model = small_model(seed=int(torch.randint(0, 2**31, (), generator=gen)))
+        det = Detector(model, conf_thresh=0.3, iou_thresh=0.4, max_det=40, nms_kind=kind)
+        x = torch.rand(2, 3, 48, 64, generator=gen)
+        with torch.no_grad():
+            rows = model(x)
+            out = det(x)
+        ref = reference_nms(rows, 0.3, 0.4, 40, kind, 0.8, 64.0, 48.0)
+        if ref.margin >= 1e-5:
+            break
+    else:
+        pytest.fail("no case without a near-threshold criterion in 20 draws")
     assert_matches(out, ref)
     assert_same(out, darknet_nms(rows, 0.3, 0.4, 40, kind, 0.8, 64.0, 48.0))
 

@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 
-from torch_mish.darknet import Darknet, Detector, packaged_cfg
+from torch_mish.darknet import Darknet, packaged_cfg
 from torch_mish.darknet import deploy as deploy_paths
 from torch_mish.darknet.data import DarknetDataset, read_data_config
 from torch_mish.darknet.evaluate import darknet_eval_settings, evaluate
 from torch_mish.darknet.shapes import make_shapes
-from torch_mish.darknet.train import train
+from torch_mish.darknet.train import short_run_net, train
 
 TARGET_MAP50 = 0.90
 TOLERANCE = 0.002  # each path's mAP against eager float32
@@ -84,17 +84,6 @@ def make_dataset(root: Path, n_train: int, n_val: int, size: int, seed: int, sha
     return data
 
 
-def schedule(iterations: int, batch: int) -> dict[str, object]:
-    """darknet's [net] learning-rate rules scaled to a short run: burn-in over the first tenth, steps at 80 and 90 %."""
-    return {
-        "batch": batch,
-        "subdivisions": 1,
-        "burn_in": max(1, iterations // 10),
-        "steps": f"{int(0.8 * iterations)},{int(0.9 * iterations)}",
-        "scales": ".1,.1",
-    }
-
-
 def train_detector(args: argparse.Namespace, data: Path, work: Path, device: str) -> dict[str, Any]:
     cfg = mish_tiny_cfg()
     common = dict(
@@ -107,7 +96,7 @@ def train_detector(args: argparse.Namespace, data: Path, work: Path, device: str
             data,
             work / "probe",
             max_batches=args.probe_iterations,
-            net_overrides=schedule(args.probe_iterations, args.batch),
+            net_overrides=short_run_net(args.probe_iterations, args.batch),
             **common,
         )
         per_it = probe.seconds / probe.iterations
@@ -115,7 +104,7 @@ def train_detector(args: argparse.Namespace, data: Path, work: Path, device: str
         print(f"probe: {per_it * 1e3:.0f} ms/iteration (data loading included): {fits} fit the training budget")
         iterations = max(args.probe_iterations, min(iterations, fits))
     result = train(
-        cfg, data, work / "train", max_batches=iterations, net_overrides=schedule(iterations, args.batch), **common
+        cfg, data, work / "train", max_batches=iterations, net_overrides=short_run_net(iterations, args.batch), **common
     )
     return {
         "cfg": result.cfg,
@@ -137,6 +126,11 @@ def measure(
     save: Callable[[list[dict[str, Any]]], None],
 ) -> list[dict[str, Any]]:
     config = read_data_config(data)
+    cfg = trained["cfg"].read_text()
+    model = Darknet(cfg)  # the held-out set's size and resizing are the cfg's: one dataset for every row
+    letterbox = darknet_eval_settings(model)["letterbox"]
+    dataset = DarknetDataset.from_data(config, "valid", model, augment=False)
+    example = torch.zeros(args.eval_batch, 3, model.height, model.width)
     rows: list[dict[str, Any]] = []
     reference: float | None = None
     # eager float32 (the reference) first, then the paths that compile least: a run cut by its budget
@@ -149,13 +143,7 @@ def measure(
         if time.monotonic() > deadline:
             row["status"] = "not run: past the run's --budget-s"
             continue
-        model = Darknet(trained["cfg"].read_text())
-        model.load_darknet_weights(trained["weights"])
-        settings = darknet_eval_settings(model)
-        letterbox = settings.pop("letterbox")
-        detector = Detector(model, max_det=args.max_det, **settings).to(device=device, dtype=DTYPES[dtype_name])
-        dataset = DarknetDataset.from_data(config, "valid", model, augment=False)
-        example = torch.zeros(args.eval_batch, 3, model.height, model.width)
+        detector = deploy_paths.trained_detector(cfg, trained["weights"], DTYPES[dtype_name], device, args.max_det)
         started = time.perf_counter()
         try:
             detect = deploy_paths.detect_fn(path, detector, example, work / f"{path}_{dtype_name}")

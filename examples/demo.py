@@ -29,11 +29,11 @@ import torch
 from torch import nn
 
 import torch_mish
-from torch_mish.darknet import PACKAGED_CFGS, Darknet, Detector, deploy, packaged_cfg
+from torch_mish.darknet import PACKAGED_CFGS, Darknet, deploy, packaged_cfg
 from torch_mish.darknet.data import DarknetDataset, read_data_config
-from torch_mish.darknet.evaluate import darknet_eval_settings, evaluate
+from torch_mish.darknet.evaluate import evaluate
 from torch_mish.darknet.shapes import make_shapes
-from torch_mish.darknet.train import train
+from torch_mish.darknet.train import short_run_net, train
 
 # (image side, training images, held-out images, iterations, batch): a GPU trains for minutes, a CPU a little
 GPU_RUN = (256, 2000, 200, 600, 64)
@@ -163,14 +163,11 @@ def deploy_part(args: argparse.Namespace, cfg: Path, weights: Path, data: Path, 
     dtype = getattr(torch, args.dtype)
     runs = [("eager", torch.float32)] + [(p, dtype) for p in args.paths if (p, dtype) != ("eager", torch.float32)]
     reference: float | None = None
+    model = Darknet(cfg.read_text())  # the held-out set at the cfg's size, resized as the cfg says
+    dataset = DarknetDataset.from_data(config, "valid", model, augment=False)
+    example = torch.zeros(args.batch, 3, model.height, model.width)
     for path, run_dtype in runs:
-        model = Darknet(cfg.read_text())
-        model.load_darknet_weights(weights)
-        settings = darknet_eval_settings(model)
-        settings.pop("letterbox")  # the dataset letterboxes as the cfg says
-        detector = Detector(model, **settings).to(device=args.device, dtype=run_dtype)
-        dataset = DarknetDataset.from_data(config, "valid", model, augment=False)
-        example = torch.zeros(args.batch, 3, model.height, model.width)
+        detector = deploy.trained_detector(cfg.read_text(), weights, run_dtype, args.device)
         name = f"{path} ({str(run_dtype).removeprefix('torch.')})"
         try:
             fn = deploy.detect_fn(path, detector, example, out / "deploy" / f"{path}_{run_dtype}")
@@ -245,13 +242,6 @@ def main() -> None:
         f"2/4 train {args.iterations} iterations of {args.batch} images with darknet's loss"
         + (" (bf16 autocast)" if amp else "")
     )
-    net = {
-        "batch": args.batch,
-        "subdivisions": 1,
-        "burn_in": max(1, args.iterations // 10),
-        "steps": f"{int(0.8 * args.iterations)},{int(0.9 * args.iterations)}",
-        "scales": ".1,.1",
-    }
     result = train(
         mish_cfg(cfg),
         data,
@@ -261,7 +251,7 @@ def main() -> None:
         device=args.device,
         amp=amp,
         workers=2,
-        net_overrides=net,
+        net_overrides=short_run_net(args.iterations, args.batch),
     )
     losses = [s.loss for s in result.history]
     print(

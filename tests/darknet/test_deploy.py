@@ -41,7 +41,7 @@ def check_path(path: str, tmp_path: Path, device: str = "cpu") -> None:
     try:
         fn = deploy.detect_fn(path, det, example, tmp_path)
     except deploy.PathUnavailable as exc:
-        pytest.skip(str(exc))
+        pytest.skip(f"the {path} path cannot run here: {exc}")
     for batch in (2, 3):
         x = torch.rand(batch, 3, 48, 64, generator=gen)
         with torch.no_grad():

@@ -20,7 +20,7 @@ from torch_mish.darknet import Darknet, packaged_cfg
 from torch_mish.darknet.data import DarknetDataset, collate
 from torch_mish.darknet.loss import YoloLoss
 from torch_mish.darknet.shapes import make_shapes
-from torch_mish.darknet.train import Schedule, Trainer, TrainOptionError, edit_cfg, train
+from torch_mish.darknet.train import Schedule, Trainer, TrainOptionError, edit_cfg, short_run_net, train
 
 CLASSES = 5
 pytestmark = pytest.mark.filterwarnings("ignore:.*repeated; darknet uses the first")
@@ -111,6 +111,14 @@ def test_schedule_steps_with_burn_in() -> None:
     assert s.rate(10) == 0.01 and s.rate(19) == 0.01
     assert math.isclose(s.rate(20), 0.001) and math.isclose(s.rate(29), 0.001)
     assert math.isclose(s.rate(30), 0.0005) and math.isclose(s.rate(10**6), 0.0005)
+
+
+def test_short_run_net_scales_the_steps_policy_to_the_run() -> None:
+    net = {k: str(v) for k, v in short_run_net(200, 16).items()}
+    assert net["batch"] == "16" and net["subdivisions"] == "1"
+    s = Schedule.from_net({"learning_rate": "0.01", "policy": "steps", **net})
+    assert s.rate(19) < 0.01 and s.rate(20) == 0.01 and s.rate(159) == 0.01  # burn-in: the first tenth
+    assert math.isclose(s.rate(160), 0.001) and math.isclose(s.rate(180), 0.0001)  # / 10 at 80 %, 90 %
 
 
 @pytest.mark.parametrize(

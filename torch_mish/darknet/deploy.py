@@ -65,6 +65,22 @@ def _batch_dim() -> Any:
     return torch.export.Dim("batch", min=1, max=MAX_BATCH)
 
 
+def trained_detector(
+    cfg: str, weights: str | Path, dtype: torch.dtype, device: torch.device | str, max_det: int = 300
+) -> Detector:
+    """A Detector of ``cfg`` (its text) with darknet ``.weights``, at darknet's mAP settings (its
+    evaluation thresholds and the cfg's NMS: :func:`~torch_mish.darknet.evaluate.darknet_eval_settings`),
+    in ``dtype`` on ``device``."""
+    from torch_mish.darknet.evaluate import darknet_eval_settings
+    from torch_mish.darknet.model import Darknet
+
+    model = Darknet(cfg)
+    model.load_darknet_weights(weights)
+    settings = darknet_eval_settings(model)
+    settings.pop("letterbox")  # the dataset's resizing, not the Detector's
+    return Detector(model, max_det=max_det, **settings).to(device=device, dtype=dtype)
+
+
 def detect_fn(path: str, detector: Detector, example: Tensor, workdir: str | Path) -> DetectFn:
     """The detect function of ``detector`` through ``path`` (one of ``PATHS``), for images shaped
     like ``example`` (any batch up to ``MAX_BATCH``). Files the path writes (the AOTInductor

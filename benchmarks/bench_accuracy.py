@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 import traceback
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import environment, markdown_table, write_table
 
 from torch_mish.darknet import Darknet, packaged_cfg
 from torch_mish.darknet import deploy as deploy_paths
@@ -40,6 +40,14 @@ from torch_mish.darknet.train import short_run_net, train
 
 TARGET_MAP50 = 0.90
 TOLERANCE = 0.002  # each path's mAP against eager float32
+COLUMNS = {
+    "path": "path",
+    "dtype": "dtype",
+    "mAP@[.5:.95]": "map",
+    "mAP@.5": "map50",
+    "delta vs eager fp32": "delta_map",
+    "status": "status",
+}
 COMPILE_COST = {"eager": 0, "export": 1, "onnx": 2, "tensorrt": 3, "compile": 4, "aoti": 5}
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -174,22 +182,14 @@ def measure(
 
 
 def markdown(rows: list[dict[str, Any]], trained: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = [
+    summary = (
         f"yolov4-tiny (Mish) trained {trained['iterations']} iterations of batch {trained['batch']} "
         f"({trained['seen']} images seen) in {trained['seconds']:.0f} s, {args.amp or 'float32'} autocast, "
         f"at {args.size}x{args.size} on {args.train} synthetic shapes images; evaluated on {args.valid} held-out "
         f"images (pycocotools, darknet's evaluation thresholds and its cfg's NMS). Target: mAP@.5 >= {TARGET_MAP50} "
-        f"and every path within {TOLERANCE} mAP@[.5:.95] of eager float32.",
-        "",
-        "| path | dtype | mAP@[.5:.95] | mAP@.5 | delta vs eager fp32 | status |",
-        "|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['path']} | {r['dtype']} | {r.get('map', '')} | {r.get('map50', '')} | "
-            f"{r.get('delta_map', '')} | {r.get('status', '')} |"
-        )
-    return "\n".join(lines)
+        f"and every path within {TOLERANCE} mAP@[.5:.95] of eager float32."
+    )
+    return f"{summary}\n\n{markdown_table(rows, COLUMNS)}"
 
 
 def main() -> None:
@@ -237,9 +237,6 @@ def results_writer(args: argparse.Namespace, trained: dict[str, Any], device: st
     if device == "cpu" or not args.out_name:
         print("(a CPU or --quick run: no results written)")
         return lambda rows: None
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import environment, write_table
-
     env = environment()
     env.update(training=json.dumps({k: str(v) for k, v in trained.items() if k not in ("cfg", "weights")}))
     return lambda rows: write_table(args.out_name, rows, env, markdown(rows, trained, args))

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from common import environment, write_table
+from common import environment, markdown_table, write_table
 from torch import nn
 
 import torch_mish
@@ -162,18 +162,21 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
     return row
 
 
+COLUMNS = {
+    "activation": "activation",
+    "precision": "precision",
+    "mode": "mode",
+    "images/s": "images_per_s",
+    "step ms": "step_ms",
+    "YoloLoss ms": "loss_ms",
+    "loss share": "loss_share",
+    "step ms, trivial loss": "trivial_loss_step_ms",
+    "peak GiB": "peak_GiB",
+}
+
+
 def table(rows: list[dict[str, object]]) -> str:
-    lines = [
-        "| activation | precision | mode | images/s | step ms | YoloLoss ms | loss share "
-        "| step ms, trivial loss | peak GiB |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['activation']} | {r['precision']} | {r['mode']} | {r['images_per_s']} | {r['step_ms']} | "
-            f"{r['loss_ms']} | {r['loss_share']} | {r['trivial_loss_step_ms']} | {r['peak_GiB']} |"
-        )
-    return "\n".join(lines)
+    return markdown_table(rows, COLUMNS)
 
 
 def main() -> None:

@@ -77,6 +77,13 @@ def copy_bandwidth_gbs(nbytes: int = 2 << 30) -> float:
     return 2 * nbytes / ms / 1e6
 
 
+def markdown_table(rows: Sequence[dict[str, object]], columns: dict[str, str]) -> str:
+    """A markdown table of ``rows``: ``columns`` maps each header to its row key (a missing value: empty)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(str(r.get(key, "")) for key in columns.values()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
 def write_table(name: str, rows: Sequence[dict[str, object]], env: dict[str, str], markdown: str) -> Path:
     stem = RESULTS / name  # a name may be a path under results/, e.g. runs/2026-12-01/NAME
     stem.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import tempfile
 import time
 import traceback
@@ -211,6 +212,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-name", default="accuracy")
+    p.add_argument("--keep", type=Path, help="copy the trained cfg and .weights into this folder")
     args = p.parse_args()
     deadline = time.monotonic() + args.budget_s
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -226,6 +228,10 @@ def main() -> None:
         print(f"dataset: {args.train} + {args.valid} images in {time.perf_counter() - t0:.0f} s", flush=True)
         trained = train_detector(args, data, work, device)
         print(f"trained {trained['iterations']} iterations in {trained['seconds']:.0f} s", flush=True)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for f in (trained["cfg"], trained["weights"]):
+                shutil.copy(f, args.keep / Path(f).name)
         save = results_writer(args, trained, device)
         rows = measure(args, trained, data, work, device, deadline, save)
     save(rows)

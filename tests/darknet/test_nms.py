@@ -245,6 +245,46 @@ def test_cuda_heavy_suppression_and_ties(gen: torch.Generator) -> None:
     assert_same(darknet_nms(disjoint.cuda(), 0.1, 0.45, 3000), darknet_nms(disjoint, 0.1, 0.45, 3000), "ties")
 
 
+def near_threshold_pairs(kind: str, beta: float, thresh: float) -> tuple[torch.Tensor, int]:
+    """One image whose class k holds two boxes, the second one moved sideways by a float32 step
+    from where its DIoU criterion against the first equals ``thresh`` and widened by a few ulps:
+    steps of a few ulps (within rounding of the threshold, densely) out to thousands (decided by
+    far). Returns the rows and the number of classes."""
+    exponent = 0.6 if kind == "greedynms" else beta
+
+    def criterion(dx: float) -> float:  # both boxes 0.2 x 0.2, centres dx apart on x
+        iou = (0.2 - dx) / (0.2 + dx)
+        return iou - (dx * dx / ((0.2 + dx) ** 2 + 0.04)) ** exponent
+
+    lo, hi = 0.0, 0.2
+    for _ in range(80):  # the criterion falls with dx
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if criterion(mid) > thresh else (lo, mid)
+    x, w = np.float32(0.5 + lo), np.float32(0.2)
+    near = [(s, t) for s in range(-24, 25) for t in range(8)]
+    far = [(s * 2**j, 0) for j in range(5, 13) for s in (-1, 1)]
+    boxes = [(x + np.float32(s) * np.spacing(x), w + np.float32(t) * np.spacing(w)) for s, t in near + far]
+    classes = len(boxes)
+    rows = torch.zeros(1, 2 * classes, 5 + classes)
+    for k, (xb, wb) in enumerate(boxes):
+        rows[0, 2 * k, :5] = torch.tensor([0.5, 0.5, 0.2, 0.2, 1.0])
+        rows[0, 2 * k + 1, :5] = torch.tensor([float(xb), 0.5, float(wb), 0.2, 1.0])
+        rows[0, 2 * k, 5 + k], rows[0, 2 * k + 1, 5 + k] = 0.9, 0.8
+    return rows, classes
+
+
+@requires_cuda
+@pytest.mark.parametrize("kind,beta", [("greedynms", 0.6), ("diounms", 0.6), ("diounms", 0.8)])
+def test_cuda_decides_as_the_cpu_at_the_threshold(kind: str, beta: float) -> None:
+    # The kernels decide a DIoU pair with a single-precision pow unless it is near the threshold:
+    # pairs a few ulps either side of it must still be decided as the CPU (double pow) decides.
+    rows, classes = near_threshold_pairs(kind, beta, 0.45)
+    cpu = darknet_nms(rows, 0.1, 0.45, 2 * classes, kind, beta, 1.0, 1.0)
+    kept = int(cpu[0][0])
+    assert classes < kept < 2 * classes, "the pairs must straddle the threshold"
+    assert_same(darknet_nms(rows.cuda(), 0.1, 0.45, 2 * classes, kind, beta, 1.0, 1.0), cpu, kind)
+
+
 @requires_cuda
 def test_cuda_never_synchronizes_and_captures(gen: torch.Generator) -> None:
     rows = random_rows(gen, 2, 3000, 6).cuda()

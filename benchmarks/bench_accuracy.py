@@ -8,6 +8,8 @@ and a TensorRT engine (torch_mish.darknet.deploy), for float32, float16 and bflo
 
     python benchmarks/bench_accuracy.py [--iterations 2000] [--budget-s 540]   # a GPU, one gpu_run.sh call
     python benchmarks/bench_accuracy.py --quick                                # a CPU smoke run
+    python benchmarks/bench_accuracy.py --paths eager --keep trained           # train, keep the model
+    python benchmarks/bench_accuracy.py --trained trained                      # measure it, train nothing
 
 The training length is --iterations, cut to what fits --train-budget-s at the speed measured on the
 first iterations (the steps actually trained are in the results). Paths that cannot run here are rows
@@ -30,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from common import environment, markdown_table, write_table
+from common import commit, environment, markdown_table, write_table
 
 from torch_mish.darknet import Darknet, packaged_cfg
 from torch_mish.darknet import deploy as deploy_paths
@@ -212,7 +214,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=min(12, os.cpu_count() or 1))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out-name", default="accuracy")
-    p.add_argument("--keep", type=Path, help="copy the trained cfg and .weights into this folder")
+    p.add_argument("--keep", type=Path, help="copy the trained cfg and .weights (and training.json) into this folder")
+    p.add_argument("--trained", type=Path, help="a --keep folder of an earlier run: measure it, train nothing")
     args = p.parse_args()
     deadline = time.monotonic() + args.budget_s
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -226,12 +229,18 @@ def main() -> None:
         t0 = time.perf_counter()
         data = make_dataset(work / "shapes", args.train, args.valid, args.size, args.seed, args.workers or 1)
         print(f"dataset: {args.train} + {args.valid} images in {time.perf_counter() - t0:.0f} s", flush=True)
-        trained = train_detector(args, data, work, device)
+        if args.trained:  # the same seed and --train/--valid/--size/--workers give the same held-out set
+            trained = json.loads((args.trained / "training.json").read_text())
+            trained.update(cfg=args.trained / "model.cfg", weights=args.trained / "model_final.weights")
+        else:
+            trained = train_detector(args, data, work, device)
         print(f"trained {trained['iterations']} iterations in {trained['seconds']:.0f} s", flush=True)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
             for f in (trained["cfg"], trained["weights"]):
                 shutil.copy(f, args.keep / Path(f).name)
+            info = {k: v for k, v in trained.items() if k not in ("cfg", "weights")}
+            (args.keep / "training.json").write_text(json.dumps(info | {"commit": commit()}))
         save = results_writer(args, trained, device)
         rows = measure(args, trained, data, work, device, deadline, save)
     save(rows)

@@ -369,8 +369,9 @@ def detector_cell(model: Darknet, det: Detector, x: Tensor, args: argparse.Names
     }
 
 
-def detector_section(args: argparse.Namespace) -> tuple[list[dict[str, object]], str]:
-    cells = []
+def detector_section(args: argparse.Namespace, save: Callable[[list[dict[str, object]], str], None]) -> None:
+    """Each cell timed, then the table so far written (a run cut short keeps its finished cells)."""
+    cells: list[dict[str, object]] = []
     for name in args.models:
         size = MODELS[name][1]
         model = make_model(name, "random", "cuda").half()
@@ -383,6 +384,10 @@ def detector_section(args: argparse.Namespace) -> tuple[list[dict[str, object]],
                 cell = {"model": name, "inputs": inputs} | detector_cell(model, det, x, args)
                 cells.append(cell)
                 print(json.dumps(cell), flush=True)
+                save(cells, detector_table(cells))
+
+
+def detector_table(cells: list[dict[str, object]]) -> str:
     head = "| model | inputs | nms_kind | candidates / image | model (ms) | Detector (ms) | NMS share |"
     head += " op alone in a graph (ms) | op / Detector |"
     lines = [
@@ -397,7 +402,7 @@ def detector_section(args: argparse.Namespace) -> tuple[list[dict[str, object]],
             f"| {r['model']} | {r['inputs']} | {r['kind']} | {r['candidates_per_image']} | {fmt(r['model_ms'])} | "
             f"{fmt(r['detector_ms'])} | {r['nms_share']:.1%} | {fmt(r['op_graph_ms'])} | {r['op_share']:.1%} |"
         )
-    return cells, "\n".join(lines)
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -424,8 +429,7 @@ def main() -> None:
         rows, md = ops_section(args, args.device)
         write(args.out_name or ("nms" if args.device == "cuda" else "nms_cpu"), rows, env, md)
     if "detector" in sections and args.device == "cuda":
-        rows, md = detector_section(args)
-        write((args.out_name or "nms") + "_detector", rows, env, md)
+        detector_section(args, lambda rows, md: write((args.out_name or "nms") + "_detector", rows, env, md))
 
 
 if __name__ == "__main__":

@@ -365,6 +365,17 @@ def test_train_writes_checkpoints_that_load_back(shapes: Path, tmp_path: Path) -
                 torch.testing.assert_close(value, state["model"][name], msg=lambda m, name=name: f"{name}: {m}")
 
 
+def test_seed_decides_the_run(shapes: Path, tmp_path: Path) -> None:
+    # The caller's RNG in a different state each time: the seed alone sets the initial weights and the
+    # data order, so two runs with one seed end on the same weights, and another seed elsewhere.
+    runs = []
+    for k, seed in enumerate((5, 5, 6)):
+        torch.manual_seed(100 + k)
+        runs.append(_train(shapes, tmp_path / str(k), seed=seed, max_batches=3).weights.read_bytes())
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
 class _Stop(Exception):
     pass
 

@@ -692,7 +692,8 @@ def train(
     darknet ``.weights`` file to start from (training continues at the iteration its ``seen``
     implies, as darknet does, unless ``clear``); ``resume``: a ``_last.pt`` of an earlier run.
     ``epochs`` or ``max_batches`` (default the cfg's) sets the length; ``batch``/``subdivisions``/
-    ``image_size``/``net_overrides`` override the cfg's [net]. Under torchrun every process calls
+    ``image_size``/``net_overrides`` override the cfg's [net]. ``seed`` sets the initial weights, the
+    data order and the augmentation: one seed, one run. Under torchrun every process calls
     this; process 0 writes the files and shows the progress bar (or calls ``progress``)."""
     from torch_mish.darknet.data import Augment, DarknetDataset, read_data_config
 
@@ -705,7 +706,9 @@ def train(
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
         net.update(height=h, width=w)
     text = edit_cfg(cfg if "\n" in str(cfg) else Path(cfg), classes=data_cfg.classes, net=net)
-    model = Darknet(text)
+    with torch.random.fork_rng(devices=[]):  # the same seed, the same initial weights; the caller's RNG untouched
+        torch.manual_seed(seed)
+        model = Darknet(text)
     if weights is not None:
         model.load_darknet_weights(weights)
     model.source = f"{name}.cfg"

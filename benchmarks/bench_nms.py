@@ -115,7 +115,7 @@ def trained_like(model: Darknet, size: int) -> None:
     that over the image their logits (what the sigmoid, or the head's logistic activation, turns
     into the rows' scores) spread as N(OBJECTNESS_LOGIT) and N(CLASS_LOGIT), instead of random
     weights' narrow spread around 0."""
-    device = next(model.parameters()).device
+    param = next(model.parameters())
     convs = []
     for head in model.yolo_layers:
         conv = model.layers[head.index - 1]
@@ -125,7 +125,7 @@ def trained_like(model: Darknet, size: int) -> None:
     outputs: dict[int, Tensor] = {}
     hooks = [c.register_forward_hook(lambda m, i, o, k=k: outputs.__setitem__(k, o)) for k, (_, c) in enumerate(convs)]
     with torch.no_grad():
-        model(torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device))
+        model(torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(1)).to(param.device, param.dtype))
         for hook in hooks:
             hook.remove()
         for k, (head, conv) in enumerate(convs):

@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +46,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, time_cuda  # noqa: E402 - found through the path above
+from common import RESULTS, commit, time_cuda  # noqa: E402 - found through the path above
 
 import torch_mish  # noqa: E402
 from torch_mish.darknet import Darknet, Detector, darknet_nms, packaged_cfg  # noqa: E402
@@ -68,11 +67,6 @@ class OverBudget(Exception):
 
 def provenance(device: str) -> dict[str, str]:
     """Device, versions, date, command and commit: written into the result files."""
-    root = Path(__file__).resolve().parent.parent
-    commit = subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True).stdout
     env = {
         "device": torch.cuda.get_device_name(0)
         if device == "cuda"
@@ -83,7 +77,7 @@ def provenance(device: str) -> dict[str, str]:
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "commit": (commit or "unknown") + (" (with uncommitted changes)" if dirty.strip() else ""),
+        "commit": commit(),
     }
     try:
         import torchvision

@@ -30,15 +30,21 @@ def darknet_root() -> Path:
     return Path(root)
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build_harness(name: str, out_dir: Path) -> Path:
+    """tests/darknet/c/NAME.c compiled into out_dir and linked with the libdarknet of
+    TORCH_MISH_DARKNET_ROOT (the test skips without one)."""
     root = darknet_root()
-    exe = tmp_path_factory.mktemp("darknet") / "yolo_delta"
-    source = Path(__file__).parent / "c" / "yolo_delta.c"
+    exe = out_dir / name
+    source = Path(__file__).parent / "c" / f"{name}.c"
     cmd = ["gcc", "-O2", f"-I{root / 'include'}", f"-I{root / 'src'}", str(source), "-o", str(exe)]
     cmd += [f"-L{root}", "-ldarknet", "-lm", "-lpthread", f"-Wl,-rpath,{root}"]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return exe
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_harness("yolo_delta", tmp_path_factory.mktemp("darknet"))
 
 
 def yolo_sections() -> list:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_loss_darknet_c import NET, darknet_root, network, yolo_sections
+from test_loss_darknet_c import NET, build_harness, network, yolo_sections
 
 from torch_mish.darknet import Darknet, Detector
 
@@ -23,13 +23,7 @@ NMS = 0.45
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = darknet_root()
-    exe = tmp_path_factory.mktemp("darknet") / "nms_dets"
-    source = Path(__file__).parent / "c" / "nms_dets.c"
-    cmd = ["gcc", "-O2", f"-I{root / 'include'}", f"-I{root / 'src'}", str(source), "-o", str(exe)]
-    cmd += [f"-L{root}", "-ldarknet", "-lm", "-lpthread", f"-Wl,-rpath,{root}"]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return exe
+    return build_harness("nms_dets", tmp_path_factory.mktemp("darknet"))
 
 
 def single_image(text: str) -> str:

@@ -48,7 +48,7 @@ def plugin_library(trt) -> Path:  # noqa: ANN001
     try:
         mt.plugin_library_path()
     except mt.PluginUnavailableError as exc:
-        pytest.skip(str(exc))
+        pytest.skip(f"no plugin library for this TensorRT: {exc}")
     return mt.load_plugin()
 
 

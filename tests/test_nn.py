@@ -97,8 +97,8 @@ def _batchnorm_mish_backward_terms(
     var, mean = torch.var_mean(xd, dims, correction=0, keepdim=True)
     sigma = (var + bn.eps).sqrt()
     x_hat = (xd - mean) / sigma
-    weight = bn.weight.detach().double().view(1, -1, 1, 1)
-    z = (weight * x_hat + bn.bias.detach().double().view(1, -1, 1, 1)).requires_grad_()
+    weight = bn.weight.detach().to(xd).view(1, -1, 1, 1)
+    z = (weight * x_hat + bn.bias.detach().to(xd).view(1, -1, 1, 1)).requires_grad_()
     (g,) = torch.autograd.grad(F.mish(z), z, grad.double())
     return g, x_hat, weight.abs() / sigma
 

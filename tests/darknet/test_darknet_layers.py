@@ -219,6 +219,19 @@ def test_yolo_decode(size: tuple[int, int], gen: torch.Generator, tmp_path) -> N
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_yolo_decode_is_float32_for_low_precision_heads(dtype: torch.dtype, gen: torch.Generator) -> None:
+    """darknet decodes in float32 whatever its convolutions ran in: the rows of a float16/bfloat16
+    head are the float32 decode of the same head values (in bfloat16 a corner past 128 px would
+    otherwise round to 1 px), for both coordinate kinds."""
+    model = Darknet(YOLO.replace("net(16, 16)", "")).eval()
+    for layer, (h, w) in zip(model.yolo_layers, [(8, 8), (4, 4)], strict=True):
+        x = (torch.randn(2, layer.num_anchors * 7, h, w, generator=gen) * 2).to(dtype)
+        rows = layer.decode(x, 256, 320)
+        assert rows.dtype == torch.float32
+        torch.testing.assert_close(rows, layer.decode(x.float(), 256, 320), rtol=0, atol=0)
+
+
 def test_yolo_output_read_by_later_layers(gen: torch.Generator, tmp_path) -> None:  # noqa: ANN001
     """A layer after [yolo] (or a route to it) reads darknet's activated yolo output."""
     cfg = YOLO.replace("[route]\nlayers=-3\n", conv(8, 3, 1)) + "[route]\nlayers=2\n" + conv(4, 1)

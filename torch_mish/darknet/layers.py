@@ -650,7 +650,9 @@ class Yolo(DarknetLayer):
     def decode(self, x: Tensor, net_h: int, net_w: int) -> Tensor:
         """(N, A*H*W, 5+C): cx, cy, w, h in input pixels, objectness, class scores; rows ordered by
         anchor (mask order), grid row, grid column. Whole-tensor ops, few of them: at small batch
-        sizes the decode's cost is its kernel launches."""
+        sizes the decode's cost is its kernel launches. Computed in float32 (float64 stays) whatever
+        the model's dtype, as darknet's yolo layer is: in bfloat16 a corner past 128 px rounds to 1 px."""
+        x = x.to(torch.promote_types(x.dtype, torch.float32))
         n, _, h, w = x.shape
         a, k = self.num_anchors, 5 + self.classes
         t = x.view(n, a, k, h, w)

@@ -205,7 +205,7 @@ def main() -> None:
     p.add_argument("--size", type=int, default=256, help="network input side (and the images' mean side)")
     p.add_argument("--iterations", type=int, default=6000, help="at most; --train-budget-s may cut them")
     p.add_argument("--probe-iterations", type=int, default=40)
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--batch", type=int, default=32, help="images an iteration (more updates in the budget than 64)")
     p.add_argument("--amp", default="bf16", help="autocast for training: bf16, fp16, or '' for float32")
     p.add_argument("--train-budget-s", type=float, default=240.0)
     p.add_argument("--budget-s", type=float, default=540.0, help="the whole run, dataset and training included")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -140,6 +141,9 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
     for _ in range(3):
         loss_only()
     loss_ms, _ = median_ms(loss_only, args.steps)
+    if args.profile:
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"training_loss_{activation}_{precision}")
+        profile_loss(loss_only, args.profile / f"{name}.txt")
     trivial = Step(model, precision, False, trivial=True) if not compiled else None
     if trivial is not None:  # eager only: a compiled trivial step would compile the model again
         trivial.forward = step.forward
@@ -160,6 +164,33 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
     }
     print(row, flush=True)
     return row
+
+
+def profile_loss(loss_only: Callable[[], None], path: Path) -> None:
+    """torch.profiler over a few loss calls: the operators by GPU time and by host time, and the
+    wall time against the GPU time they add up to (what bounds the loss: launches or kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    calls = 5
+    torch.cuda.synchronize()
+    started = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            loss_only()
+        torch.cuda.synchronize()
+    wall_ms = (time.perf_counter() - started) * 1e3 / calls
+    events = prof.key_averages()
+    gpu_ms = sum(e.self_device_time_total for e in events) / 1e3 / calls
+    kernels = sum(e.count for e in events if e.self_device_time_total > 0 and e.device_type.name == "CUDA") / calls
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"{calls} calls of YoloLoss (value and backward), profiled: {wall_ms:.2f} ms a call on the host clock, "
+        f"{gpu_ms:.2f} ms of GPU work, {kernels:.0f} kernels a call\n\n"
+        + events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60)
+        + "\n\n"
+        + events.table(sort_by="self_cpu_time_total", row_limit=30, max_name_column_width=60)
+    )
+    print(f"profile: {path}", flush=True)
 
 
 COLUMNS = {
@@ -189,6 +220,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="bf16-autocast,fp32")
     parser.add_argument("--activations", default=f"{FUSED},nn.Mish,LeakyReLU(0.1)")
     parser.add_argument("--out-name", default="training_loss")
+    parser.add_argument("--profile", type=Path, help="also write a torch.profiler table of the loss per model here")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     env = environment()

@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
 #   bash benchmarks/gpu_run.sh build max_autotune     (a run of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
-#   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT)
+#   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT;
+#                                                   training_loss_profile: the loss under torch.profiler)
 #   bash benchmarks/gpu_run.sh build accuracy       (a detector trained, its mAP through every deploy path)
 #   bash benchmarks/gpu_run.sh nms                    (darknet NMS: build, CUDA tests, sanitizers, op benchmark)
 #   bash benchmarks/gpu_run.sh build nms_detector     (a compiled Detector's share of time in NMS)
@@ -94,6 +95,10 @@ for stage in "$@"; do
       timeout 230 $PY benchmarks/bench_training_loss.py --modes eager > "$OUT/bench_training_loss.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/training_loss.* "$OUT/" 2>/dev/null
       tail -9 "$OUT/bench_training_loss.log" ;;
+    training_loss_profile)  # the loss under torch.profiler (fused Mish, bf16): where its time goes
+      timeout 200 $PY benchmarks/bench_training_loss.py --modes eager --precisions bf16-autocast \
+        --activations torch_mish.Mish+BN --out-name training_loss_profiled --profile "$OUT" > "$OUT/bench_training_loss_profile.log" 2>&1
+      status=$((status | $?)); head -1 "$OUT"/training_loss_torch_mish.Mish_BN_bf16-autocast.txt ;;
     accuracy)  # a detector trained on the synthetic shapes, its mAP through every deploy path and dtype
       # (ACCURACY_ARGS adds bench_accuracy.py flags, e.g. --budget-s)
       timeout 590 $PY benchmarks/bench_accuracy.py ${ACCURACY_ARGS:-} > "$OUT/bench_accuracy.log" 2>&1

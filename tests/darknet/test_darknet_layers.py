@@ -224,7 +224,7 @@ def test_yolo_decode_is_float32_for_low_precision_heads(dtype: torch.dtype, gen:
     """darknet decodes in float32 whatever its convolutions ran in: the rows of a float16/bfloat16
     head are the float32 decode of the same head values (in bfloat16 a corner past 128 px would
     otherwise round to 1 px), for both coordinate kinds."""
-    model = Darknet(YOLO.replace("net(16, 16)", "")).eval()
+    model = Darknet(YOLO).eval()
     for layer, (h, w) in zip(model.yolo_layers, [(8, 8), (4, 4)], strict=True):
         x = (torch.randn(2, layer.num_anchors * 7, h, w, generator=gen) * 2).to(dtype)
         rows = layer.decode(x, 256, 320)

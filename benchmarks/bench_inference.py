@@ -973,18 +973,15 @@ def merge(names: list[str], out_name: str) -> None:
 
 
 def environment(args: argparse.Namespace) -> dict[str, str]:
+    from common import commit
+    from common import environment as cuda_environment
+
     import torch_mish
 
     if args.device == "cuda":
-        from common import environment as cuda_environment
-
-        env = cuda_environment()
+        env = cuda_environment()  # with the commit
     else:
-        env = {"device": "cpu", "torch": torch.__version__, "torch_mish": torch_mish.__version__}
-    # A checkout copied to the GPU machine can hold older git metadata than its files: the caller
-    # then names the commit (TORCH_MISH_BENCH_COMMIT=$(git rev-parse --short HEAD) where it was copied from).
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
+        env = {"device": "cpu", "torch": torch.__version__, "torch_mish": torch_mish.__version__, "commit": commit()}
     env["darknet"] = str(darknet_available())
     # Inductor/Triton settings from the caller's environment can change what a search picks
     # (TRITON_PTXAS_PATH, say), so they belong to the result; the cache's location does not.

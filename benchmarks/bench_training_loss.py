@@ -21,11 +21,9 @@ The target is a share of at most 10 %.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -224,8 +222,6 @@ def main() -> None:
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     env = environment()
-    git = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True, text=True)
-    env["commit"] = os.environ.get("TORCH_MISH_BENCH_COMMIT") or git.stdout.strip() or "unknown"
     env["command"] = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     env["workload"] = (
         f"yolov4-csp.cfg (80 classes), batch {args.batch}, {args.size}x{args.size}, channels_last, "

@@ -75,10 +75,12 @@ def random_batch(n: int, size: int, classes: int, seed: int = 0) -> tuple[torch.
 class Step:
     """One darknet training step (Trainer.step's work without its bookkeeping)."""
 
-    def __init__(self, model: Darknet, precision: str, compiled: bool, trivial: bool = False) -> None:
+    def __init__(
+        self, model: Darknet, precision: str, compiled: bool, trivial: bool = False, loss_compile: bool | None = None
+    ) -> None:
         self.model = model
         self.forward = torch.compile(model) if compiled else model
-        self.loss = YoloLoss(model)
+        self.loss = YoloLoss(model, compile=loss_compile)
         self.trivial = trivial
         net = model.net_options
         decay = float(net.get("decay", "0.0005"))
@@ -119,7 +121,7 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
     started = time.perf_counter()
     model = build(activation, args.size)
     x, targets = random_batch(args.batch, args.size, model.yolo_layers[0].classes)
-    step = Step(model, precision, compiled)
+    step = Step(model, precision, compiled, loss_compile=False if args.eager_loss else None)
     for _ in range(args.warmup):
         step(x, targets)
     torch.cuda.synchronize()
@@ -152,6 +154,7 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
         "activation": activation,
         "precision": precision,
         "mode": "compile" if compiled else "eager",
+        "loss_steps": "eager" if args.eager_loss else "compiled",
         "images_per_s": f"{args.batch / step_ms * 1e3:.1f}",
         "step_ms": f"{step_ms:.1f}",
         "loss_ms": f"{loss_ms:.2f}",
@@ -195,6 +198,7 @@ COLUMNS = {
     "activation": "activation",
     "precision": "precision",
     "mode": "mode",
+    "YoloLoss steps": "loss_steps",
     "images/s": "images_per_s",
     "step ms": "step_ms",
     "YoloLoss ms": "loss_ms",
@@ -218,6 +222,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="bf16-autocast,fp32")
     parser.add_argument("--activations", default=f"{FUSED},nn.Mish,LeakyReLU(0.1)")
     parser.add_argument("--out-name", default="training_loss")
+    parser.add_argument(
+        "--eager-loss", action="store_true", help="YoloLoss(compile=False): its steps eagerly (default: compiled)"
+    )
     parser.add_argument("--profile", type=Path, help="also write a torch.profiler table of the loss per model here")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True

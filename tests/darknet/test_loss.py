@@ -110,11 +110,11 @@ def plant(model: Darknet, heads: list[torch.Tensor], head: int, b: int, anchor: 
 
 
 def check(model: Darknet, heads: list[torch.Tensor], targets: torch.Tensor, size: int, rtol: float = 1e-9,
-          atol: float = 1e-12) -> list[torch.Tensor]:  # fmt: skip
+          atol: float = 1e-12, compile: bool | None = None) -> list[torch.Tensor]:  # fmt: skip
     """Run YoloLoss and the reference; compare gradients, value and darknet's cost."""
     for h in heads:
         h.grad = None
-    loss_fn = YoloLoss(model)
+    loss_fn = YoloLoss(model, compile=compile)
     loss = loss_fn(heads, targets.to(heads[0].dtype))
     loss.backward()
     ref, costs = reference_deltas(loss_fn.options, heads, targets, size, size)
@@ -166,6 +166,24 @@ def test_random_heads_and_truths(name: str, gen: torch.Generator) -> None:
     heads = _heads(model, 3, 64, gen)
     targets = _random_targets(3, 3, gen)
     check(model, heads, targets, 64)
+
+
+@pytest.mark.slow  # compiles the loss's steps on the CPU: about two minutes on two cores
+def test_compiled_steps(gen: torch.Generator) -> None:
+    """compile=True (what a GPU gets by default), on the CPU: the same deltas as the reference,
+    over two batches with different numbers of truths (dynamic shapes), for yolov4-csp's options
+    beside truth_thresh's and max=3 (head options differing: per-head tables)."""
+    from torch._dynamo.utils import counters
+
+    model = Darknet(tiny_cfg(OPTION_SETS["truth_thresh"] + "\nmax=3", yolo2=OPTION_SETS["ciou_csp"]))
+    counters.clear()
+    for per_image in (10, 4):
+        heads = _heads(model, 3, 64, gen)
+        targets = _random_targets(3, 3, gen, per_image=per_image)
+        plant(model, heads, 1, 0, 0, targets[0, 2:].tolist(), 64, jitter=0.01, class_id=int(targets[0, 1]))
+        check(model, heads, targets, 64, rtol=1e-7, atol=1e-10, compile=True)
+    assert counters["stats"]["unique_graphs"] >= 3, "the steps ran compiled"
+    assert not counters["graph_break"], f"graph breaks: {dict(counters['graph_break'])}"
 
 
 MIXED = [

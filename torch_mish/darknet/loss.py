@@ -59,6 +59,7 @@ for the GPU (the plan is copied over from pinned memory); on the GPU it synchron
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -520,10 +521,16 @@ class YoloLoss(nn.Module):
 
     ``targets`` may be on the CPU or on the heads' device; on the CPU (recommended with a GPU) the
     call does not wait for the device.
+
+    ``compile``: run the element-wise steps through ``torch.compile`` (dynamic shapes). Eagerly they
+    are several hundred small kernels whose launches bound the loss on a GPU; compiled, a few fused
+    ones. ``None`` (default) compiles for heads on a CUDA device where Triton is available, and the
+    first call then waits for the compilation; ``False`` never compiles.
     """
 
-    def __init__(self, model: Darknet) -> None:
+    def __init__(self, model: Darknet, compile: bool | None = None) -> None:  # noqa: A002 - torch's own word
         super().__init__()
+        self.compile = compile
         yolos = model.yolo_layers
         if not yolos:
             raise ValueError(f"{model.source}: the model has no [yolo] layers; YoloLoss trains [yolo] heads")
@@ -559,7 +566,7 @@ class YoloLoss(nn.Module):
         plan = _plan(truths, self._setup(truths.box.device, dtype, sizes), n, net_h, net_w).to(device)
         setup = self._setup(device, dtype, sizes)
         t = torch.cat([h.detach().reshape(n, -1, h.shape[-1]) for h in heads], 1).to(dtype)
-        delta, stats = _delta(t, plan, setup, net_h, net_w)
+        delta, stats = _delta(t, plan, setup, net_h, net_w, self._steps(device))
         sq = (delta * delta).sum(0)
         terms = torch.stack([sq[:, :4].sum(1), sq[:, 4], sq[:, 5:].sum(1)])  # (3, P)
         per_head = torch.zeros(3, len(heads), dtype=dtype, device=device).index_add_(1, setup.head, terms)
@@ -597,6 +604,12 @@ class YoloLoss(nn.Module):
             assignments=list(count),
         )
         return value
+
+    def _steps(self, device: torch.device) -> _Steps:
+        compiled = self.compile
+        if compiled is None:
+            compiled = device.type == "cuda" and _has_triton()
+        return _compiled_steps() if compiled else _EAGER
 
     def _setup(self, device: torch.device, dtype: torch.dtype, sizes: list[tuple[int, int, int]]) -> _Setup:
         key = (device, dtype, tuple(sizes))
@@ -750,7 +763,8 @@ def _plan(truths: _Truths, s: _Setup, n: int, net_h: int, net_w: int) -> _Plan:
     heads, p = len(s.sizes), s.count
     dev, dtype = truths.box.device, truths.box.dtype
     listed = truths.rank < truths.end
-    padded = torch.zeros(n, truths.per_image, 4, dtype=dtype, device=dev)
+    # at least one column (zeros that no image lists), so that step 1 has the same shape of work with no truths
+    padded = torch.zeros(n, max(truths.per_image, 1), 4, dtype=dtype, device=dev)
     padded[truths.image[listed], truths.rank[listed]] = truths.box[listed]
     count = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, truths.image, listed.long())
     empty = torch.zeros(0, dtype=torch.long, device=dev)
@@ -962,33 +976,50 @@ def _decode(t: Tensor, s: _Setup, net_h: int, net_w: int) -> _Decoded:
     return _Decoded(t, out_xy, out[..., 4], out[..., 5:], torch.stack([px, py, pw, ph], -1))
 
 
-def _best_truths(d: _Decoded, plan: _Plan, s: _Setup) -> tuple[Tensor, Tensor]:
-    """Step 1: per prediction, the best IoU with a truth of its image's list and that truth's rank."""
+def _best_truths(d: _Decoded, padded: Tensor, limit: Tensor, chunked: bool = True) -> tuple[Tensor, Tensor]:
+    """Step 1: per prediction, the best IoU with a truth of its image's list and that truth's rank.
+    ``padded`` (N, T, 4) each image's truths, ``limit`` (N, 1, P) how many of them count. Eagerly
+    the (N, T, P) IoU is taken in chunks of truths to bound its memory; compiled (``chunked=False``)
+    it is fused into the reduction and never stored."""
     n, p, _ = d.pred.shape
-    dev, dtype = d.pred.device, d.pred.dtype
-    best_iou = torch.zeros(n, p, dtype=dtype, device=dev)
-    best_t = torch.zeros(n, p, dtype=torch.long, device=dev)
-    tmax = plan.truths.per_image
-    if not tmax:
-        return best_iou, best_t
-    limit = plan.listed.view(n, 1, 1)
-    most = s.pred_opt["max_boxes"]
-    if isinstance(most, Tensor):
-        limit = torch.minimum(limit, most.view(1, 1, p))
-    elif most < tmax:
-        limit = limit.clamp(max=most)
-    chunk = max(1, (1 << 24) // (n * p))  # bounds the (N, chunk, P) IoU tensor
+    tmax = padded.shape[1]
+    chunk = max(1, (1 << 24) // (n * p)) if chunked else tmax
+    best_iou = best_t = None
     for c0 in range(0, tmax, chunk):  # in truth order: a later chunk wins only with a larger IoU
-        tb = plan.padded[:, c0 : c0 + chunk, None]  # (N, c, 1, 4)
+        tb = padded[:, c0 : c0 + chunk, None]  # (N, c, 1, 4)
         iou = box_iou(d.pred[:, None], tb)  # (N, c, P)
-        index = torch.arange(c0, c0 + tb.shape[1], device=dev).view(1, -1, 1)
+        index = torch.arange(c0, c0 + tb.shape[1], device=padded.device).view(1, -1, 1)
         iou = torch.where(index < limit, iou, 0.0)
         idx = iou.argmax(1)  # the first of equal IoUs, as darknet's strict '>'
         m = iou.gather(1, idx[:, None]).squeeze(1)
+        if best_iou is None:
+            best_iou, best_t = m, idx
+            continue
         better = m > best_iou
         best_iou = torch.where(better, m, best_iou)
         best_t = torch.where(better, idx + c0, best_t)
+    assert best_iou is not None and best_t is not None
     return best_iou, best_t
+
+
+def _truth_limit(plan: _Plan, s: _Setup, p: int) -> Tensor:
+    """(N, 1, P): how many of each image's padded truths step 1 compares with (its list, at most
+    the head's ``max``)."""
+    limit = plan.listed.view(-1, 1, 1)
+    most = s.pred_opt["max_boxes"]
+    if isinstance(most, Tensor):
+        return torch.minimum(limit, most.view(1, 1, p))
+    return limit.clamp(max=most) if most < plan.padded.shape[1] else limit
+
+
+def _step_one(
+    t: Tensor, padded: Tensor, limit: Tensor, s: _Setup, net_h: int, net_w: int, chunked: bool = True
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The dense part of step 1 for every prediction: the decoded outputs (out_xy, out_obj,
+    out_cls, pred), the best truth's IoU and rank, and the objectness delta."""
+    d = _decode(t, s, net_h, net_w)
+    best_iou, best_t = _best_truths(d, padded, limit, chunked)
+    return d.out_xy, d.out_obj, d.out_cls, d.pred, best_iou, best_t, _objectness(d, best_iou, s)
 
 
 def _objectness(d: _Decoded, best_iou: Tensor, s: _Setup) -> Tensor:
@@ -1007,14 +1038,17 @@ def _objectness(d: _Decoded, best_iou: Tensor, s: _Setup) -> Tensor:
     return d_obj
 
 
-def _delta(t: Tensor, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+def _delta(
+    t: Tensor, plan: _Plan, s: _Setup, net_h: int, net_w: int, steps: _Steps
+) -> tuple[Tensor, tuple[Tensor, Tensor]]:
     """darknet's delta for every head at once: ``t`` (N, P, 5 + C) the heads' outputs (the yolo
     layers' inputs). Returns the delta and, per head, the number of (truth, anchor) assignments
     and the sum of 1 - IoU (1 - GIoU for giou) over them."""
     n, p, _ = t.shape
-    d = _decode(t, s, net_h, net_w)
-    best_iou, best_t = _best_truths(d, plan, s)
-    d_obj = _objectness(d, best_iou, s)
+    out_xy, out_obj, out_cls, pred, best_iou, best_t, d_obj = steps.step_one(
+        t, plan.padded, _truth_limit(plan, s, p), s, net_h, net_w, steps.chunked
+    )
+    d = _Decoded(t, out_xy, out_obj, out_cls, pred)
     delta = torch.zeros_like(t)
     flat = delta.view(n * p, -1)
     touched = []
@@ -1025,10 +1059,10 @@ def _delta(t: Tensor, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> tuple[T
         positive = _where(smooth, on * (best_iou * best_iou - d.out_obj), on * (1 - d.out_obj))
         d_obj = torch.where(over, positive, d_obj)
         delta[..., 4] = d_obj
-        touched.append(_truth_thresh_positives(flat, d, over, best_iou, best_t, plan.truths, s, net_h, net_w))
+        touched.append(_truth_thresh_positives(flat, d, over, best_iou, best_t, plan.truths, s, net_h, net_w, steps))
     else:
         delta[..., 4] = d_obj
-    iou_loss = _assign_truths(flat, d, plan, s, net_h, net_w)
+    iou_loss = _assign_truths(flat, d, plan, s, net_h, net_w, steps)
 
     # step 3: a cell's box deltas divided by its number of positive class deltas
     thr = s.opt["iou_thresh"]
@@ -1047,7 +1081,7 @@ def _delta(t: Tensor, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> tuple[T
 
 def _truth_thresh_positives(
     flat: Tensor, d: _Decoded, over: Tensor, best_iou: Tensor, best_t: Tensor, truths: _Truths, s: _Setup,
-    net_h: int, net_w: int,
+    net_h: int, net_w: int, steps: _Steps,
 ) -> Tensor:  # fmt: skip
     """Step 1's predictions above truth_thresh: class and box deltas for their best truth. Returns
     the flat cells written."""
@@ -1064,7 +1098,7 @@ def _truth_thresh_positives(
     cls = truths.cls[k]
     cm = s.cls_mult[head, cls] if s.cls_mult is not None else torch.ones_like(cells, dtype=flat.dtype)
     out_cls = d.out_cls.reshape(n * p, -1)[cells]
-    rows = _class_write(torch.zeros_like(out_cls), out_cls, cls, head, s)
+    rows = steps.class_write(torch.zeros_like(out_cls), out_cls, cls, head, s)
     smooth = s.opt["objectness_smooth"].at(head)
     if smooth is not False:
         r = torch.arange(rows.shape[0], device=cells.device)
@@ -1077,7 +1111,7 @@ def _truth_thresh_positives(
     def compute(kind: str, sel: Tensor | None) -> Tensor:
         pick = (lambda v: v) if sel is None else (lambda v: v[sel])
         h = pick(head)
-        return _box_delta(
+        return steps.box_delta(
             pick(pred), pick(oxy), pick(rwh), truths.box[pick(k)],
             pick(anchor), pick(s.gx[q]), pick(s.gy[q]), pick(s.lw[q]), pick(s.lh[q]), net_w, net_h,
             s.opt["iou_normalizer"].at(h) * pick(cm), s.opt["new_coords"].at(h), s.opt["max_delta"].at(h), kind,
@@ -1087,7 +1121,7 @@ def _truth_thresh_positives(
     return cells
 
 
-def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int, net_w: int) -> Tensor:
+def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int, net_w: int, steps: _Steps) -> Tensor:
     """Step 2's writes: box deltas added, objectness set (with objectness_smooth only where still
     0), class deltas by delta_yolo_class, one assignment per cell per round in darknet's order.
     Returns per head the sum of 1 - IoU (1 - GIoU for giou) over the assignments."""
@@ -1107,7 +1141,7 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
     def compute(kind: str, sel: Tensor | None) -> Tensor:
         pick = (lambda v: v) if sel is None else (lambda v: v[sel])
         h, c = pick(mh), pick(cols)
-        return _box_delta(
+        return steps.box_delta(
             pick(pred), pick(oxy), pick(rwh), pick(tbox), pick(anchor), c[:, 0], c[:, 1], c[:, 2], c[:, 3], net_w,
             net_h, s.opt["iou_normalizer"].at(h) * pick(cm), s.opt["new_coords"].at(h), s.opt["max_delta"].at(h),
             kind,
@@ -1133,8 +1167,42 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
             cur = flat[c, 4]
             new = torch.where((cur != 0) if smooth is True else (cur != 0) & smooth[sel], cur, new)
         flat[c, 4] = new
-        flat[c, 5:] = _class_write(flat[c, 5:], out_cls[sel], cls[sel], mh[sel], s)
+        flat[c, 5:] = steps.class_write(flat[c, 5:], out_cls[sel], cls[sel], mh[sel], s)
     return iou_loss
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The loss's element-wise pieces, called eagerly or through torch.compile. Eagerly each is
+    tens to hundreds of small kernels on tensors of a few thousand elements, whose launches, not
+    their work, bound the loss on a GPU; compiled, each is a few fused kernels."""
+
+    step_one: Callable[..., tuple[Tensor, ...]]
+    box_delta: Callable[..., Tensor]
+    class_write: Callable[..., Tensor]
+    chunked: bool  # step 1's IoU in chunks of truths (eager); compiled, the reduction never stores it
+
+
+_EAGER = _Steps(_step_one, _box_delta, _class_write, chunked=True)
+
+
+def _has_triton() -> bool:
+    try:
+        from torch.utils._triton import has_triton
+    except ImportError:
+        return False
+    return has_triton()
+
+
+@functools.cache
+def _compiled_steps() -> _Steps:
+    # dynamic shapes: the number of truths and of assignments changes with every batch
+    return _Steps(
+        torch.compile(_step_one, dynamic=True),
+        torch.compile(_box_delta, dynamic=True),
+        torch.compile(_class_write, dynamic=True),
+        chunked=False,
+    )
 
 
 __all__ = ["IOU_LOSSES", "LossOptionError", "LossParts", "YoloHeadOptions", "YoloLoss", "box_iou", "dx_box_iou"]

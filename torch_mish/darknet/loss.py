@@ -566,14 +566,12 @@ class YoloLoss(nn.Module):
         plan = _plan(truths, self._setup(truths.box.device, dtype, sizes), n, net_h, net_w).to(device)
         setup = self._setup(device, dtype, sizes)
         t = torch.cat([h.detach().reshape(n, -1, h.shape[-1]) for h in heads], 1).to(dtype)
-        delta, stats = _delta(t, plan, setup, net_h, net_w, self._steps(device))
-        sq = (delta * delta).sum(0)
-        terms = torch.stack([sq[:, :4].sum(1), sq[:, 4], sq[:, 5:].sum(1)])  # (3, P)
-        per_head = torch.zeros(3, len(heads), dtype=dtype, device=device).index_add_(1, setup.head, terms)
+        steps = self._steps(device)
+        delta, stats = _delta(t, plan, setup, net_h, net_w, steps)
+        need_grad = any(h.requires_grad for h in heads)
+        per_head, grad = steps.totals(delta, setup.head, len(heads), setup.pred_opt["delta_normalizer"], need_grad)
         value = per_head.sum()
-        if any(h.requires_grad for h in heads):
-            dn = setup.pred_opt["delta_normalizer"]
-            grad = -delta if isinstance(dn, float) and dn == 1 else delta * (-dn)
+        if grad is not None:
             value = _Gradients.apply(value, grad, setup.offsets, *heads)
         opts = setup.opt
         obj_norm = (
@@ -907,6 +905,25 @@ def _box_delta(
     return d.clamp(-max_delta, max_delta) if max_delta != _FLT_MAX else d
 
 
+def _iou_shortfall(pred: Tensor, truth: Tensor, giou: Tensor | bool) -> Tensor:
+    """1 - IoU per assignment (1 - GIoU where ``giou``): what darknet's cost averages."""
+    iou = box_iou(pred, truth)
+    if giou is False:
+        return 1 - iou
+    return 1 - _where(giou, box_iou_kind("giou", pred, truth), iou)
+
+
+def _totals(delta: Tensor, head: Tensor, heads: int, dn: Tensor | float, grad: bool) -> tuple[Tensor, Tensor | None]:
+    """Per head the box, objectness and class sums of delta² (3, H), and with ``grad`` the gradient
+    handed to the heads, ``-delta_normalizer * delta``."""
+    sq = (delta * delta).sum(0)
+    terms = torch.stack([sq[:, :4].sum(1), sq[:, 4], sq[:, 5:].sum(1)])  # (3, P)
+    per_head = torch.zeros(3, heads, dtype=delta.dtype, device=delta.device).index_add_(1, head, terms)
+    if not grad:
+        return per_head, None
+    return per_head, -delta if isinstance(dn, float) and dn == 1 else delta * (-dn)
+
+
 def _mask_positions(mask: tuple[int, ...], total: int) -> list[int]:
     """int_index(mask, n): the first position of anchor n in the mask, -1 if absent."""
     positions = [-1] * total
@@ -1151,10 +1168,8 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
     obj_v = cm * s.opt["obj_normalizer"].at(mh) * (1 - d.out_obj.reshape(-1)[cell])
     out_cls = d.out_cls.reshape(flat.shape[0], -1)[cell]
     giou = [k == "giou" for k in s.kinds]
-    ious = box_iou_kind("giou", pred, tbox) if all(giou) else box_iou(pred, tbox)
-    if any(giou) and not all(giou):
-        ious = torch.where(torch.tensor(giou, device=flat.device)[mh], box_iou_kind("giou", pred, tbox), ious)
-    iou_loss.index_add_(0, mh, 1 - ious)
+    uses_giou = all(giou) if all(giou) or not any(giou) else torch.tensor(giou, device=flat.device)[mh]
+    iou_loss.index_add_(0, mh, steps.iou_shortfall(pred, tbox, uses_giou))
     smooth = s.opt["objectness_smooth"].at(mh)
     start = 0
     for size in plan.round_sizes:
@@ -1180,10 +1195,12 @@ class _Steps:
     step_one: Callable[..., tuple[Tensor, ...]]
     box_delta: Callable[..., Tensor]
     class_write: Callable[..., Tensor]
+    iou_shortfall: Callable[..., Tensor]
+    totals: Callable[..., tuple[Tensor, Tensor | None]]
     chunked: bool  # step 1's IoU in chunks of truths (eager); compiled, the reduction never stores it
 
 
-_EAGER = _Steps(_step_one, _box_delta, _class_write, chunked=True)
+_EAGER = _Steps(_step_one, _box_delta, _class_write, _iou_shortfall, _totals, chunked=True)
 
 
 def _has_triton() -> bool:
@@ -1201,6 +1218,8 @@ def _compiled_steps() -> _Steps:
         torch.compile(_step_one, dynamic=True),
         torch.compile(_box_delta, dynamic=True),
         torch.compile(_class_write, dynamic=True),
+        torch.compile(_iou_shortfall, dynamic=True),
+        torch.compile(_totals, dynamic=True),
         chunked=False,
     )
 

@@ -168,20 +168,34 @@ def test_random_heads_and_truths(name: str, gen: torch.Generator) -> None:
     check(model, heads, targets, 64)
 
 
-@pytest.mark.slow  # compiles the loss's steps on the CPU: about two minutes on two cores
-def test_compiled_steps(gen: torch.Generator) -> None:
-    """compile=True (what a GPU gets by default), on the CPU: the same deltas as the reference,
-    over two batches with different numbers of truths (dynamic shapes), for yolov4-csp's options
-    beside truth_thresh's and max=3 (head options differing: per-head tables)."""
+@pytest.mark.parametrize(
+    "device",
+    [
+        pytest.param("cpu", marks=pytest.mark.slow),  # Inductor's CPU code: about two minutes on two cores
+        pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+    ],
+)
+def test_compiled_steps(device: str, gen: torch.Generator) -> None:
+    """compile=True (a GPU's default): the same deltas as the reference over two batches with
+    different numbers of truths (dynamic shapes), for yolov4-csp's options beside truth_thresh's and
+    max=3 (head options differing: per-head tables); float64 on the CPU, float32 on a GPU."""
     from torch._dynamo.utils import counters
 
     model = Darknet(tiny_cfg(OPTION_SETS["truth_thresh"] + "\nmax=3", yolo2=OPTION_SETS["ciou_csp"]))
+    torch._dynamo.reset()  # compiled here, not found in what an earlier test compiled
     counters.clear()
     for per_image in (10, 4):
-        heads = _heads(model, 3, 64, gen)
+        heads64 = _heads(model, 3, 64, gen)
         targets = _random_targets(3, 3, gen, per_image=per_image)
-        plant(model, heads, 1, 0, 0, targets[0, 2:].tolist(), 64, jitter=0.01, class_id=int(targets[0, 1]))
-        check(model, heads, targets, 64, rtol=1e-7, atol=1e-10, compile=True)
+        plant(model, heads64, 1, 0, 0, targets[0, 2:].tolist(), 64, jitter=0.01, class_id=int(targets[0, 1]))
+        if device == "cpu":
+            check(model, heads64, targets, 64, rtol=1e-7, atol=1e-10, compile=True)
+            continue
+        heads = [h.detach().float().cuda().requires_grad_() for h in heads64]
+        YoloLoss(model, compile=True)(heads, targets.float()).backward()
+        ref, _ = reference_deltas(YoloLoss(model).options, [h.detach().double().cpu() for h in heads], targets, 64, 64)
+        for h, d in zip(heads, ref, strict=True):
+            torch.testing.assert_close(h.grad.double().cpu(), -d, rtol=1e-4, atol=1e-5)
     assert counters["stats"]["unique_graphs"] >= 3, "the steps ran compiled"
     assert not counters["graph_break"], f"graph breaks: {dict(counters['graph_break'])}"
 
@@ -436,7 +450,8 @@ def test_input_size_argument(gen: torch.Generator) -> None:
 @pytest.mark.parametrize("name", ["ciou_csp", "ciou_yolov4", "mse_new_coords", "truth_thresh", "counters_per_class"])
 def test_cuda_heads_with_cpu_or_cuda_targets(name: str, gen: torch.Generator) -> None:
     """On a GPU: targets on the CPU (the assignments planned there and copied) or on the device
-    give the same deltas, those of the reference."""
+    give the same deltas, those of the reference (the eager steps; test_compiled_steps has the
+    compiled ones)."""
     model = Darknet(tiny_cfg(OPTION_SETS[name]))
     heads64 = _heads(model, 3, 64, gen)
     targets = _random_targets(3, 3, gen, per_image=10)
@@ -446,7 +461,7 @@ def test_cuda_heads_with_cpu_or_cuda_targets(name: str, gen: torch.Generator) ->
     grads = {}
     for where in ("cpu", "cuda"):
         heads = [h.detach().float().cuda().requires_grad_() for h in heads64]
-        loss = YoloLoss(model)(heads, targets.float().to(where))
+        loss = YoloLoss(model, compile=False)(heads, targets.float().to(where))
         loss.backward()
         grads[where] = [h.grad.cpu() for h in heads]
         for g, d in zip(grads[where], ref, strict=True):

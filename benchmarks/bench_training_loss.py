@@ -184,7 +184,10 @@ def profile_loss(loss_only: Callable[[], None], path: Path) -> None:
     gpu_ms = sum(e.self_device_time_total for e in events) / 1e3 / calls
     kernels = sum(e.count for e in events if e.self_device_time_total > 0 and e.device_type.name == "CUDA") / calls
     path.parent.mkdir(parents=True, exist_ok=True)
+    env = environment()
     path.write_text(
+        f"# YoloLoss alone under torch.profiler\n# {env['device']}, torch {env['torch']}, {env['date']}, "
+        f"commit {env['commit']}\n# {env['command']}\n\n"
         f"{calls} calls of YoloLoss (value and backward), profiled: {wall_ms:.2f} ms a call on the host clock, "
         f"{gpu_ms:.2f} ms of GPU work, {kernels:.0f} kernels a call\n\n"
         + events.table(sort_by="self_device_time_total", row_limit=30, max_name_column_width=60)

@@ -447,6 +447,7 @@ def _setup(opts: list[YoloHeadOptions], sizes: list[tuple[int, int, int]], devic
     opt["max_boxes"] = per_head("max_boxes", torch.long)
     for name in ("new_coords", "objectness_smooth", "focal_loss"):
         opt[name] = per_head(name, torch.bool)
+    opt["giou_cost"] = _PerHead([o.iou_loss == "giou" for o in opts], device, torch.bool)  # cost: 1 - GIoU
     pred_opt = {name: opt[name].at(head) for name in ("scale_x_y", "ignore_thresh", "truth_thresh", "obj_normalizer")}
     for name in ("new_coords", "objectness_smooth", "delta_normalizer", "max_boxes"):
         pred_opt[name] = opt[name].at(head)
@@ -1167,9 +1168,7 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
     box_d = _boxes_by_kind(mh, s.kinds, compute)
     obj_v = cm * s.opt["obj_normalizer"].at(mh) * (1 - d.out_obj.reshape(-1)[cell])
     out_cls = d.out_cls.reshape(flat.shape[0], -1)[cell]
-    giou = [k == "giou" for k in s.kinds]
-    uses_giou = all(giou) if all(giou) or not any(giou) else torch.tensor(giou, device=flat.device)[mh]
-    iou_loss.index_add_(0, mh, steps.iou_shortfall(pred, tbox, uses_giou))
+    iou_loss.index_add_(0, mh, steps.iou_shortfall(pred, tbox, s.opt["giou_cost"].at(mh)))
     smooth = s.opt["objectness_smooth"].at(mh)
     start = 0
     for size in plan.round_sizes:

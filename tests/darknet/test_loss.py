@@ -471,6 +471,25 @@ def test_cuda_heads_with_cpu_or_cuda_targets(name: str, gen: torch.Generator) ->
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.parametrize(("name", "compiled"), [("ciou_csp", False), ("ciou_yolov4", False), ("ciou_csp", True)])
+def test_cuda_loss_never_waits_for_the_gpu(name: str, compiled: bool, gen: torch.Generator) -> None:
+    """With the targets on the CPU, as a DataLoader gives them, the loss and its backward never
+    synchronize with the GPU (the family's options: truth_thresh = 1, one iou_loss), so the host
+    queues the loss and the backward while the forward still runs."""
+    model = Darknet(tiny_cfg(OPTION_SETS[name]))
+    loss_fn = YoloLoss(model, compile=compiled)
+    for step in range(2):  # the first call builds the per-device setup (copies that wait) and compiles
+        heads = [h.detach().float().cuda().requires_grad_() for h in _heads(model, 3, 64, gen)]
+        targets = _random_targets(3, 3, gen, per_image=6 - step).float()
+        torch.cuda.set_sync_debug_mode("error" if step else "default")
+        try:
+            loss_fn(heads, targets).backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert all(h.grad.abs().sum() > 0 for h in heads)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_yolov4_csp_bf16_autocast(gen: torch.Generator) -> None:
     """yolov4-csp's own heads under bf16 autocast on a GPU: float32 deltas close to the reference
     on the same (bfloat16) head values, gradients back in bfloat16 into the weights."""

@@ -52,9 +52,11 @@ such labels), and only the first ``max`` (default 200) rows of an image count. A
 misread them).
 
 Cost: all heads are computed together, in a few hundred tensor operations whatever the number of
-cells, truths or heads. The assignments of step 2 depend on the targets only and are planned
-where the targets are: give them on the CPU (as a DataLoader yields them) and the loss never waits
-for the GPU (the plan is copied over from pinned memory); on the GPU it synchronizes a few times.
+cells, truths or heads. The assignments of step 2 depend on the targets only and are planned on
+the host in NumPy, then copied over from pinned memory. Give the targets on the CPU (as a
+DataLoader yields them) and, for the family's options (``truth_thresh=1``, one ``iou_loss``), the
+loss and its backward never wait for the GPU; targets on the GPU are copied to the host first (one
+synchronization), and predictions above ``truth_thresh`` are counted on the host.
 """
 
 from __future__ import annotations
@@ -64,8 +66,9 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -282,7 +285,7 @@ def dx_box_iou(pred: Tensor, truth: Tensor, kind: str) -> Tensor:
     p = torch.stack([torch.minimum(lo0, hi0), torch.maximum(lo0, hi0)], -1)  # (R, axis, side)
     t_lo, t_hi = _sides(truth)
     q = torch.stack([t_lo, t_hi], -1)
-    sign = torch.tensor([-1.0, 1.0], dtype=pred.dtype, device=pred.device)
+    sign = torch.arange(-1, 2, 2, dtype=pred.dtype, device=pred.device)  # made there: a copy from the host would wait
     ext = p[..., 1] - p[..., 0]  # (R, 2): the prediction's width, height
     area = ext[:, 0] * ext[:, 1]  # X
     q_ext = q[..., 1] - q[..., 0]
@@ -339,16 +342,19 @@ def _fix_nan_inf(x: Tensor) -> Tensor:
 # The loss
 
 
+_A = TypeVar("_A", np.ndarray, Tensor)  # the plan's arrays: NumPy on the host, tensors on the device
+
+
 @dataclass
-class _Truths:
+class _Truths(Generic[_A]):
     """Valid target rows sorted by image (label order kept), each row's rank in its image, the rank
     of the image's first ``cx == 0`` row (the end of its truth list), and the largest rank + 1."""
 
-    image: Tensor  # (K,) int64
-    cls: Tensor  # (K,) int64
-    box: Tensor  # (K, 4) compute dtype
-    rank: Tensor  # (K,) int64
-    end: Tensor  # (K,) int64: the end of the row's image's truth list
+    image: _A  # (K,) int64
+    cls: _A  # (K,) int64
+    box: _A  # (K, 4) compute dtype
+    rank: _A  # (K,) int64
+    end: _A  # (K,) int64: the end of the row's image's truth list
     per_image: int  # the most rows of one image
 
 
@@ -402,6 +408,11 @@ class _Setup:
     cls_factor: Tensor | None  # (H, C) what delta_yolo_class multiplies a fresh class delta by
     kinds: list[str]  # iou_loss per head
     thresh_kinds: list[str]  # iou_thresh_kind per head
+    show_details: Tensor  # (H,) bool: heads whose darknet cost is the show_details form
+
+    @functools.cached_property
+    def plan_constants(self) -> _PlanConstants:
+        return _PlanConstants.from_setup(self)
 
 
 def _setup(opts: list[YoloHeadOptions], sizes: list[tuple[int, int, int]], device: torch.device, dtype: torch.dtype):
@@ -486,6 +497,7 @@ def _setup(opts: list[YoloHeadOptions], sizes: list[tuple[int, int, int]], devic
         cls_factor=cls_factor,
         kinds=[o.iou_loss for o in opts],
         thresh_kinds=[o.iou_thresh_kind for o in opts],
+        show_details=torch.tensor([o.iou_loss != "mse" and o.show_details for o in opts], device=device),
     )
 
 
@@ -563,9 +575,9 @@ class YoloLoss(nn.Module):
         dtype = torch.promote_types(heads[0].dtype, torch.float32)
         device = heads[0].device
         sizes = [(h.shape[1], h.shape[2], h.shape[3]) for h in heads]
-        truths = _prepare_targets(targets, n, self.options[0].classes, device, dtype)
-        plan = _plan(truths, self._setup(truths.box.device, dtype, sizes), n, net_h, net_w).to(device)
         setup = self._setup(device, dtype, sizes)
+        truths = _prepare_targets(targets, n, self.options[0].classes, device, dtype)
+        plan = _plan(truths, setup.plan_constants, n, net_h, net_w).to(device)
         t = torch.cat([h.detach().reshape(n, -1, h.shape[-1]) for h in heads], 1).to(dtype)
         steps = self._steps(device)
         delta, stats = _delta(t, plan, setup, net_h, net_w, steps)
@@ -582,11 +594,8 @@ class YoloLoss(nn.Module):
             opts["iou_normalizer"].table if opts["iou_normalizer"].table is not None else opts["iou_normalizer"].value
         )
         count, iou_loss = stats
-        details = torch.tensor(
-            [o.iou_loss != "mse" and o.show_details for o in self.options], device=device, dtype=torch.bool
-        )
         cost = torch.where(
-            details,
+            setup.show_details,
             iou_norm * (iou_loss / count.clamp(min=1)) + obj_norm * (per_head[1] + per_head[2]),
             per_head.sum(0),
         )
@@ -660,7 +669,8 @@ class YoloLoss(nn.Module):
 
 
 def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device, dtype: torch.dtype) -> _Truths:
-    """Check and sort the targets where they are (the CPU, or the heads' device)."""
+    """Check the targets and sort them by image on the host, in NumPy: a few hundred rows, where
+    each torch operation would cost more to dispatch than to compute."""
     if not isinstance(targets, Tensor):
         raise TypeError(
             f"targets must be a tensor (M, 6): image index, class, cx, cy, w, h; got {type(targets).__name__}"
@@ -673,79 +683,68 @@ def _prepare_targets(targets: Tensor, n: int, classes: int, device: torch.device
         raise TypeError(f"targets must be a floating tensor (M, 6), got {targets.dtype}; use targets.float()")
     if targets.device != device and targets.device.type != "cpu":
         raise ValueError(f"targets are on {targets.device}, the heads on {device}; give them on the CPU or on {device}")
-    device = targets.device
-    t = targets.detach().to(dtype)
-    img, cls, x, y, w, h = t.unbind(1)
+    t = targets.detach().to(device="cpu", dtype=dtype).numpy()  # on the heads' GPU: one synchronization
+    img, cls, x, y, w, h = t.T
     problems = (
-        (~torch.isfinite(t).all(1), "is not finite"),
-        ((img != torch.floor(img)) | (img < 0) | (img >= n), f"has an image index outside 0..{n - 1} (batch of {n})"),
-        ((cls != torch.floor(cls)) | (cls < 0) | (cls >= classes), f"has a class outside 0..{classes - 1}"),
+        (~np.isfinite(t).all(1), "is not finite"),
+        ((img != np.floor(img)) | (img < 0) | (img >= n), f"has an image index outside 0..{n - 1} (batch of {n})"),
+        ((cls != np.floor(cls)) | (cls < 0) | (cls >= classes), f"has a class outside 0..{classes - 1}"),
         ((x < 0) | (x >= 1) | (y < 0) | (y >= 1), "has a centre (cx, cy) outside [0, 1)"),
         ((w <= 0) | (w > 1) | (h <= 0) | (h > 1), "has a size (w, h) outside (0, 1]"),
     )
+    for mask, what in problems:
+        rows = np.flatnonzero(mask)
+        if rows.size:
+            r = int(rows[0])
+            row = ", ".join(f"{v:g}" for v in targets[r].tolist())
+            raise ValueError(
+                f"targets row {r} ({row}) {what}; rows are image index, class, cx, cy, w, h ({rows.size} bad row(s))"
+            )
     k = t.shape[0]
-    if not k:
-        empty = torch.zeros(0, dtype=torch.long, device=device)
-        return _Truths(empty, empty, t[:, 2:6], empty, empty, 0)
-    img_l = torch.where(problems[1][0], torch.zeros_like(img), img).long()  # valid indices for bincount
-    counts = torch.bincount(img_l, minlength=n)
-    bad = torch.stack([p for p, _ in problems]).any(1)
-    # one synchronization: the checks and the most rows of one image
-    checks = torch.cat([bad.long(), counts.max()[None]]).tolist()
-    if any(checks[:-1]):
-        for mask, what in problems:
-            rows = mask.nonzero()
-            if rows.numel():
-                r = int(rows[0])
-                row = ", ".join(f"{v:g}" for v in targets[r].tolist())
-                raise ValueError(
-                    f"targets row {r} ({row}) {what}; rows are image index, class, cx, cy, w, h "
-                    f"({rows.numel()} bad row(s))"
-                )
-    order = torch.sort(img_l, stable=True).indices
-    t = t[order]
-    img = img_l[order]
-    start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(k, device=device) - start[img]
-    zero_rank = torch.where(t[:, 2] == 0, rank, torch.full_like(rank, k))
-    first_zero = torch.full((n,), k, dtype=torch.long, device=device).scatter_reduce(0, img, zero_rank, "amin")
-    return _Truths(img, t[:, 1].long(), t[:, 2:6].contiguous(), rank, first_zero[img], int(checks[-1]))
+    image = img.astype(np.int64)
+    counts = np.bincount(image, minlength=n)
+    order = np.argsort(image, kind="stable")
+    t, image = t[order], image[order]
+    rank = np.arange(k) - (np.cumsum(counts) - counts)[image]
+    first_zero = np.full(n, k, dtype=np.int64)
+    np.minimum.at(first_zero, image, np.where(t[:, 2] == 0, rank, k))
+    per_image = int(counts.max()) if k else 0
+    return _Truths(image, t[:, 1].astype(np.int64), np.ascontiguousarray(t[:, 2:6]), rank, first_zero[image], per_image)
 
 
 @dataclass
-class _Plan:
-    """What depends on the targets only, computed where they are: the truths, padded per image
-    for step 1, and step 2's (truth, anchor) assignments, grouped by cell in darknet's order
-    within a cell, with the rounds of writes (one assignment per cell per round)."""
+class _Plan(Generic[_A]):
+    """What depends on the targets only, computed on the host (NumPy arrays) and then copied to the
+    heads' device (tensors): the truths, padded per image for step 1, and step 2's (truth, anchor)
+    assignments, grouped by cell in darknet's order within a cell, with the rounds of writes (one
+    assignment per cell per round)."""
 
-    truths: _Truths
-    padded: Tensor  # (N, per_image, 4)
-    listed: Tensor  # (N,) the length of each image's truth list
-    head: Tensor  # (R,) per assignment: head, truth (index into truths), anchor (of the head's num)
-    truth: Tensor
-    anchor: Tensor
-    cell: Tensor  # (R,) image * P + the head's offset + prediction
-    ti: Tensor  # (R,) the cell's column and row
-    tj: Tensor
-    rounds: Tensor  # (R,) assignment indices, round after round
+    truths: _Truths[_A]
+    padded: _A  # (N, per_image, 4)
+    listed: _A  # (N,) the length of each image's truth list
+    head: _A  # (R,) per assignment: head, truth (index into truths), anchor (of the head's num)
+    truth: _A
+    anchor: _A
+    cell: _A  # (R,) image * P + the head's offset + prediction
+    ti: _A  # (R,) the cell's column and row
+    tj: _A
+    rounds: _A  # (R,) assignment indices, round after round
     round_sizes: list[int]
-    counts: Tensor  # (H,) assignments per head
-    average: Tensor  # cells step 3 looks at (assignments of heads with iou_thresh < 1)
+    counts: _A  # (H,) assignments per head
+    average: _A  # cells step 3 looks at (assignments of heads with iou_thresh < 1)
 
-    def to(self, device: torch.device) -> _Plan:
-        """Copy to ``device`` in two transfers from pinned memory, without waiting for the device."""
-        if self.padded.device == device:
-            return self
+    def to(self: _Plan[np.ndarray], device: torch.device) -> _Plan[Tensor]:
+        """The tensors on ``device``, in two transfers from pinned memory, without waiting for it."""
         tr = self.truths
         ints = [tr.image, tr.cls, tr.rank, tr.end, self.listed, self.head, self.truth, self.anchor, self.cell]
         ints += [self.ti, self.tj, self.rounds, self.counts, self.average]
         floats = [tr.box.reshape(-1), self.padded.reshape(-1)]
-        pinned = torch.cuda.is_available() and device.type == "cuda"
+        pinned = device.type == "cuda"
 
-        def move(parts: list[Tensor]) -> list[Tensor]:
-            flat = torch.cat(parts)
+        def move(parts: list[np.ndarray]) -> list[Tensor]:
+            flat = torch.from_numpy(np.concatenate(parts))
             flat = (flat.pin_memory() if pinned else flat).to(device, non_blocking=pinned)
-            return list(flat.split([t.numel() for t in parts]))
+            return list(flat.split([a.size for a in parts]))
 
         i, f = move(ints), move(floats)
         truths = _Truths(i[0], i[1], f[0].view(tr.box.shape), i[2], i[3], tr.per_image)
@@ -755,69 +754,105 @@ class _Plan:
         )  # fmt: skip
 
 
-def _plan(truths: _Truths, s: _Setup, n: int, net_h: int, net_w: int) -> _Plan:
+@dataclass
+class _PlanConstants:
+    """The per-head constants planning reads, as NumPy arrays (built once per dtype and input size)."""
+
+    anchors: np.ndarray  # (H, T, 2) pixels
+    anchor_of: np.ndarray  # (H, T)
+    head_lw: np.ndarray  # (H,)
+    head_lh: np.ndarray
+    head_offset: np.ndarray
+    count: int  # P
+    iou_thresh: np.ndarray  # (H,)
+    max_boxes: np.ndarray  # (H,)
+    thresh_kinds: list[str]
+
+    @classmethod
+    def from_setup(cls, s: _Setup) -> _PlanConstants:
+        def table(name: str, dtype: torch.dtype) -> np.ndarray:
+            # in the compute dtype, as darknet compares its float options with float IoUs
+            o = s.opt[name]
+            values = torch.full((len(s.sizes),), o.value, dtype=dtype) if o.table is None else o.table.cpu()
+            return values.to(dtype).numpy()
+
+        return cls(
+            s.anchors.cpu().numpy(), s.anchor_of.cpu().numpy(), s.head_lw.cpu().numpy(), s.head_lh.cpu().numpy(),
+            s.head_offset.cpu().numpy(), s.count, table("iou_thresh", s.anchors.dtype),
+            table("max_boxes", torch.long), s.thresh_kinds,
+        )  # fmt: skip
+
+
+def _shape_iou(anchor_wh: np.ndarray, box: np.ndarray, kind: str = "iou") -> np.ndarray:
+    """(H, K, T): each head's anchor shapes (H, T, 2), relative, against the truths' (K, 4) w, h,
+    all centred at 0. For "iou" the same operations as box_iou in NumPy (min(w) is the overlap of
+    centred sides); the other kinds through box_iou_kind."""
+    a = anchor_wh[:, None]  # (H, 1, T, 2)
+    b = box[None, :, None, 2:]  # (1, K, 1, 2)
+    if kind != "iou":
+        zeros = np.zeros_like
+        centred = (torch.from_numpy(np.concatenate([zeros(v), v], -1)) for v in np.broadcast_arrays(a, b))
+        return box_iou_kind(kind, *centred).numpy()
+    overlap = np.minimum(a, b)
+    inter = overlap[..., 0] * overlap[..., 1]
+    union = a[..., 0] * a[..., 1] + b[..., 0] * b[..., 1] - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((inter == 0) | (union == 0), 0.0, inter / union).astype(box.dtype)
+
+
+def _plan(truths: _Truths[np.ndarray], c: _PlanConstants, n: int, net_h: int, net_w: int) -> _Plan[np.ndarray]:
     """Step 2's assignments: each truth to its best anchor of all ``num`` (shape IoU), and with
     iou_thresh < 1 to the other anchors of the head's mask whose shape IoU (iou_thresh_kind) is
-    above it; only heads whose mask holds the anchor. ``s`` is the setup on the truths' device."""
-    heads, p = len(s.sizes), s.count
-    dev, dtype = truths.box.device, truths.box.dtype
+    above it; only heads whose mask holds the anchor."""
+    heads, p = len(c.head_lw), c.count
     listed = truths.rank < truths.end
     # at least one column (zeros that no image lists), so that step 1 has the same shape of work with no truths
-    padded = torch.zeros(n, max(truths.per_image, 1), 4, dtype=dtype, device=dev)
+    padded = np.zeros((n, max(truths.per_image, 1), 4), dtype=truths.box.dtype)
     padded[truths.image[listed], truths.rank[listed]] = truths.box[listed]
-    count = torch.zeros(n, dtype=torch.long, device=dev).index_add_(0, truths.image, listed.long())
-    empty = torch.zeros(0, dtype=torch.long, device=dev)
-    none = _Plan(truths, padded, count, *(empty,) * 7, [], torch.zeros(heads, dtype=torch.long, device=dev), empty)
+    count = np.bincount(truths.image[listed], minlength=n)
+    empty = np.zeros(0, dtype=np.int64)
+    none = _Plan(truths, padded, count, *(empty,) * 7, [], np.zeros(heads, dtype=np.int64), empty)
     k_total = truths.image.shape[0]
     if not k_total:
         return none
-    tbox = truths.box
     # each head's anchor shapes against each truth's, as boxes centred at 0: (H, K, T)
-    net = torch.tensor([net_w, net_h], dtype=dtype, device=dev)
-    anchor_box = torch.cat([torch.zeros_like(s.anchors), s.anchors / net], -1)[:, None]  # (H, 1, T, 4)
-    truth_box = torch.cat([torch.zeros_like(tbox[:, :2]), tbox[:, 2:]], 1)[None, :, None]  # (1, K, 1, 4)
-    best_n = box_iou(anchor_box, truth_box).argmax(2)  # the first of equal IoUs, as darknet's strict '>'
-    in_mask = (s.anchor_of >= 0)[:, None, :]
-    is_best = torch.arange(s.anchors.shape[1], device=dev) == best_n[..., None]
+    anchor_wh = c.anchors / np.array([net_w, net_h], dtype=truths.box.dtype)
+    best_n = _shape_iou(anchor_wh, truths.box).argmax(2)  # the first of equal IoUs, as darknet's strict '>'
+    in_mask = (c.anchor_of >= 0)[:, None, :]
+    is_best = np.arange(c.anchor_of.shape[1]) == best_n[..., None]
     match = in_mask & is_best
-    thr = s.opt["iou_thresh"]
-    if not thr.uniform or thr.value < 1:
-        kinds = sorted(set(s.thresh_kinds))
-        kind_iou = box_iou_kind(kinds[0], anchor_box, truth_box)
-        for kind in kinds[1:]:  # heads with another iou_thresh_kind
-            uses = torch.tensor([k == kind for k in s.thresh_kinds], device=dev)[:, None, None]
-            kind_iou = torch.where(uses, box_iou_kind(kind, anchor_box, truth_box), kind_iou)
-        extra = in_mask & ~is_best & (kind_iou > (thr.value if thr.table is None else thr.table[:, None, None]))
-        match = match | (extra if thr.uniform else extra & (thr.table < 1)[:, None, None])
-    limit = s.opt["max_boxes"]
-    kept = listed[None] & (truths.rank[None] < (limit.value if limit.table is None else limit.table[:, None]))
-    mh, mk, mn = (match & kept[..., None]).nonzero(as_tuple=True)  # head, truth, anchor
-    if not mh.numel():
+    thr = c.iou_thresh
+    if (thr < 1).any():
+        kind_iou = np.zeros(match.shape, dtype=thr.dtype)
+        for kind in sorted(set(c.thresh_kinds)):
+            uses = np.array([k == kind for k in c.thresh_kinds])[:, None, None]
+            kind_iou = np.where(uses, _shape_iou(anchor_wh, truths.box, kind), kind_iou)
+        match |= in_mask & ~is_best & (kind_iou > thr[:, None, None]) & (thr < 1)[:, None, None]
+    kept = listed[None] & (truths.rank[None] < c.max_boxes[:, None])
+    mh, mk, mn = np.nonzero(match & kept[..., None])  # head, truth, anchor
+    if not mh.size:
         return none
     # darknet's order within a head and image: truths in label order, for each its best anchor
     # first, then the others in anchor order
-    order = (mh * k_total + mk) * (s.anchors.shape[1] + 1) + torch.where(is_best[mh, mk, mn], 0, mn + 1)
-    by_order = torch.argsort(order)
+    order = (mh * k_total + mk) * (c.anchor_of.shape[1] + 1) + np.where(is_best[mh, mk, mn], 0, mn + 1)
+    by_order = np.argsort(order, kind="stable")
     mh, mk, mn = mh[by_order], mk[by_order], mn[by_order]
-    lw, lh = s.head_lw[mh], s.head_lh[mh]
-    ti = (tbox[mk, 0] * lw.to(dtype)).long()  # (int)(truth.x * l.w)
-    tj = (tbox[mk, 1] * lh.to(dtype)).long()
-    cell = truths.image[mk] * p + s.head_offset[mh] + (s.anchor_of[mh, mn] * lh + tj) * lw + ti
-    by_cell = torch.sort(cell, stable=True).indices  # grouped per cell, in that order within a cell
+    lw, lh = c.head_lw[mh], c.head_lh[mh]
+    box = truths.box
+    ti = (box[mk, 0] * lw.astype(box.dtype)).astype(np.int64)  # (int)(truth.x * l.w)
+    tj = (box[mk, 1] * lh.astype(box.dtype)).astype(np.int64)
+    cell = truths.image[mk] * p + c.head_offset[mh] + (c.anchor_of[mh, mn] * lh + tj) * lw + ti
+    by_cell = np.argsort(cell, kind="stable")  # grouped per cell, in that order within a cell
     mh, mk, mn, cell, ti, tj = (v[by_cell] for v in (mh, mk, mn, cell, ti, tj))
-    pos = torch.arange(cell.shape[0], device=dev)
-    first = torch.ones_like(cell, dtype=torch.bool)
+    pos = np.arange(cell.shape[0])
+    first = np.ones(cell.shape, dtype=bool)
     first[1:] = cell[1:] != cell[:-1]
-    round_of = pos - torch.cummax(torch.where(first, pos, 0), 0).values
-    rounds = torch.sort(round_of, stable=True).indices
-    average = cell[first]
-    if not thr.uniform:
-        average = average[thr.table[mh[first]] < 1]
-    elif thr.value >= 1:
-        average = empty
+    round_of = pos - np.maximum.accumulate(np.where(first, pos, 0))
+    rounds = np.argsort(round_of, kind="stable")
+    average = cell[first & (thr[mh] < 1)]
     return _Plan(
-        truths, padded, count, mh, mk, mn, cell, ti, tj, rounds, torch.bincount(round_of).tolist(),
-        torch.bincount(mh, minlength=heads), average,
+        truths, padded, count, mh, mk, mn, cell, ti, tj, rounds, np.bincount(round_of).tolist(),
+        np.bincount(mh, minlength=heads), average,
     )  # fmt: skip
 
 

@@ -1206,18 +1206,27 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
     iou_loss.index_add_(0, mh, steps.iou_shortfall(pred, tbox, s.opt["giou_cost"].at(mh)))
     smooth = s.opt["objectness_smooth"].at(mh)
     start = 0
-    for size in plan.round_sizes:
+    for size in plan.round_sizes:  # a cell at most once a round: its rows read, rewritten, put back
         sel = plan.rounds[start : start + size]
         start += size
         c = cell[sel]
-        flat[c, :4] += box_d[sel]
-        new = obj_v[sel]
-        if smooth is not False:  # objectness_smooth: only where the delta is still 0
-            cur = flat[c, 4]
-            new = torch.where((cur != 0) if smooth is True else (cur != 0) & smooth[sel], cur, new)
-        flat[c, 4] = new
-        flat[c, 5:] = steps.class_write(flat[c, 5:], out_cls[sel], cls[sel], mh[sel], s)
+        flat[c] = steps.round_rows(flat[c], sel, box_d, obj_v, out_cls, cls, mh, smooth, s)
     return iou_loss
+
+
+def _round_rows(
+    rows: Tensor, sel: Tensor, box_d: Tensor, obj_v: Tensor, out_cls: Tensor, cls: Tensor, head: Tensor,
+    smooth: Tensor | bool, s: _Setup,
+) -> Tensor:  # fmt: skip
+    """One round of step 2's writes on the rows (R, 5 + C) of its cells: the assignments ``sel``'s
+    box deltas added, objectness set (with objectness_smooth only where still 0), class deltas by
+    delta_yolo_class."""
+    obj = obj_v[sel]
+    if smooth is not False:
+        cur = rows[:, 4]
+        obj = torch.where((cur != 0) if smooth is True else (cur != 0) & smooth[sel], cur, obj)
+    classes = _class_write(rows[:, 5:], out_cls[sel], cls[sel], head[sel], s)
+    return torch.cat([rows[:, :4] + box_d[sel], obj[:, None], classes], 1)
 
 
 @dataclass(frozen=True)
@@ -1229,12 +1238,13 @@ class _Steps:
     step_one: Callable[..., tuple[Tensor, ...]]
     box_delta: Callable[..., Tensor]
     class_write: Callable[..., Tensor]
+    round_rows: Callable[..., Tensor]
     iou_shortfall: Callable[..., Tensor]
     totals: Callable[..., tuple[Tensor, Tensor | None]]
     chunked: bool  # step 1's IoU in chunks of truths (eager); compiled, the reduction never stores it
 
 
-_EAGER = _Steps(_step_one, _box_delta, _class_write, _iou_shortfall, _totals, chunked=True)
+_EAGER = _Steps(_step_one, _box_delta, _class_write, _round_rows, _iou_shortfall, _totals, chunked=True)
 
 
 def _has_triton() -> bool:
@@ -1252,6 +1262,7 @@ def _compiled_steps() -> _Steps:
         torch.compile(_step_one, dynamic=True),
         torch.compile(_box_delta, dynamic=True),
         torch.compile(_class_write, dynamic=True),
+        torch.compile(_round_rows, dynamic=True),
         torch.compile(_iou_shortfall, dynamic=True),
         torch.compile(_totals, dynamic=True),
         chunked=False,

@@ -732,13 +732,19 @@ class _Plan(Generic[_A]):
     round_sizes: list[int]
     counts: _A  # (H,) assignments per head
     average: _A  # cells step 3 looks at (assignments of heads with iou_thresh < 1)
+    # per assignment, gathered on the host rather than by launches on the device:
+    box: _A  # (R, 4) the truth's box
+    cls: _A  # (R,) its class
+    anchor_wh: _A  # (R, 2) its anchor's w, h (pixels)
+    cols: _A  # (R, 4) the cell's column and row, its head's columns and rows (compute dtype)
 
     def to(self: _Plan[np.ndarray], device: torch.device) -> _Plan[Tensor]:
         """The tensors on ``device``, in two transfers from pinned memory, without waiting for it."""
         tr = self.truths
         ints = [tr.image, tr.cls, tr.rank, tr.end, self.listed, self.head, self.truth, self.anchor, self.cell]
-        ints += [self.ti, self.tj, self.rounds, self.counts, self.average]
-        floats = [tr.box.reshape(-1), self.padded.reshape(-1)]
+        ints += [self.ti, self.tj, self.rounds, self.counts, self.average, self.cls]
+        floats = [tr.box.reshape(-1), self.padded.reshape(-1), self.box.reshape(-1), self.anchor_wh.reshape(-1)]
+        floats.append(self.cols.reshape(-1))
         pinned = device.type == "cuda"
 
         def move(parts: list[np.ndarray]) -> list[Tensor]:
@@ -750,7 +756,7 @@ class _Plan(Generic[_A]):
         truths = _Truths(i[0], i[1], f[0].view(tr.box.shape), i[2], i[3], tr.per_image)
         return _Plan(
             truths, f[1].view(self.padded.shape), i[4], i[5], i[6], i[7], i[8], i[9], i[10], i[11], self.round_sizes,
-            i[12], i[13],
+            i[12], i[13], f[2].view(-1, 4), i[14], f[3].view(-1, 2), f[4].view(-1, 4),
         )  # fmt: skip
 
 
@@ -811,7 +817,11 @@ def _plan(truths: _Truths[np.ndarray], c: _PlanConstants, n: int, net_h: int, ne
     padded[truths.image[listed], truths.rank[listed]] = truths.box[listed]
     count = np.bincount(truths.image[listed], minlength=n)
     empty = np.zeros(0, dtype=np.int64)
-    none = _Plan(truths, padded, count, *(empty,) * 7, [], np.zeros(heads, dtype=np.int64), empty)
+    nothing = np.zeros((0, 4), dtype=padded.dtype)
+    none = _Plan(
+        truths, padded, count, *(empty,) * 7, [], np.zeros(heads, dtype=np.int64), empty, nothing, empty,
+        nothing[:, :2], nothing,
+    )  # fmt: skip
     k_total = truths.image.shape[0]
     if not k_total:
         return none
@@ -850,9 +860,11 @@ def _plan(truths: _Truths[np.ndarray], c: _PlanConstants, n: int, net_h: int, ne
     round_of = pos - np.maximum.accumulate(np.where(first, pos, 0))
     rounds = np.argsort(round_of, kind="stable")
     average = cell[first & (thr[mh] < 1)]
+    dtype = box.dtype
     return _Plan(
         truths, padded, count, mh, mk, mn, cell, ti, tj, rounds, np.bincount(round_of).tolist(),
-        np.bincount(mh, minlength=heads), average,
+        np.bincount(mh, minlength=heads), average, box[mk], truths.cls[mk], c.anchors[mh, mn].astype(dtype),
+        np.stack([ti, tj, c.head_lw[mh], c.head_lh[mh]], 1).astype(dtype),
     )  # fmt: skip
 
 
@@ -1183,13 +1195,10 @@ def _assign_truths(flat: Tensor, d: _Decoded, plan: _Plan, s: _Setup, net_h: int
     iou_loss = torch.zeros(heads, dtype=dtype, device=flat.device)
     if not plan.cell.numel():
         return iou_loss
-    mh, mk, cell = plan.head, plan.truth, plan.cell
-    tbox = plan.truths.box[mk]
-    cls = plan.truths.cls[mk]
-    cm = s.cls_mult[mh, cls] if s.cls_mult is not None else torch.ones_like(mk, dtype=dtype)
+    mh, cell, tbox, cls, cols = plan.head, plan.cell, plan.box, plan.cls, plan.cols
+    cm = s.cls_mult[mh, cls] if s.cls_mult is not None else torch.ones_like(mh, dtype=dtype)
     pred, oxy, rwh = d.at(cell)
-    anchor = s.anchors[mh, plan.anchor]  # the truth's anchor (n), whose shape the mask position has
-    cols = torch.stack([plan.ti, plan.tj, s.head_lw[mh], s.head_lh[mh]], 1).to(dtype)
+    anchor = plan.anchor_wh  # the truth's anchor (n), whose shape the mask position has
 
     def compute(kind: str, sel: Tensor | None) -> Tensor:
         pick = (lambda v: v) if sel is None else (lambda v: v[sel])

@@ -478,9 +478,11 @@ def test_cuda_loss_never_waits_for_the_gpu(name: str, compiled: bool, gen: torch
     queues the loss and the backward while the forward still runs."""
     model = Darknet(tiny_cfg(OPTION_SETS[name]))
     loss_fn = YoloLoss(model, compile=compiled)
-    for step in range(2):  # the first call builds the per-device setup (copies that wait) and compiles
+    targets = _random_targets(3, 3, gen, per_image=6).float()
+    # the first call builds the per-device setup (copies that wait) and compiles, for these shapes:
+    # the second, on other heads, runs what a training step runs
+    for step in range(2):
         heads = [h.detach().float().cuda().requires_grad_() for h in _heads(model, 3, 64, gen)]
-        targets = _random_targets(3, 3, gen, per_image=6 - step).float()
         torch.cuda.set_sync_debug_mode("error" if step else "default")
         try:
             loss_fn(heads, targets).backward()

@@ -34,9 +34,11 @@ for stage in "$@"; do
       $PY -c 'import torch_mish; print(torch_mish.build_info())' ;;
     tests|tests_slow)  # tests: the suite without the tests marked slow (AOTInductor compiles, 4 GiB
       # tensors, the whole CPU demo), which tests_slow runs. With pytest-xdist: PYTEST_WORKERS (16, one
-      # per core of a 16-core host) and one line per result, so a failure's name is in the log when the
-      # timeout cuts the summary; the slowest tests are listed at the end (--durations), to mark next.
-      args=(-q); $PY -c "import xdist" 2>/dev/null && args=(-n "${PYTEST_WORKERS:-16}" -v -p no:benchmark)
+      # per core of a 16-core host), work stealing (idle workers take queued tests from busy ones, so
+      # a few long compiles do not leave the rest waiting at the end) and one line per result, so a
+      # failure's name is in the log when the timeout cuts the summary; the slowest tests are listed
+      # at the end (--durations), to mark next.
+      args=(-q); $PY -c "import xdist" 2>/dev/null && args=(-n "${PYTEST_WORKERS:-16}" --dist worksteal -v -p no:benchmark)
       marks="not slow"; limit=420; [ $stage = tests_slow ] && { marks=slow; limit=560; }
       timeout $limit $PY -m pytest tests -m "$marks" -rfs -p no:cacheprovider --durations=25 "${args[@]}" 2>&1 \
         | grep -v '^DEBUG' > "$OUT/pytest_$stage.log"

@@ -722,12 +722,8 @@ class _Plan(Generic[_A]):
     truths: _Truths[_A]
     padded: _A  # (N, per_image, 4)
     listed: _A  # (N,) the length of each image's truth list
-    head: _A  # (R,) per assignment: head, truth (index into truths), anchor (of the head's num)
-    truth: _A
-    anchor: _A
+    head: _A  # (R,) per assignment: its head
     cell: _A  # (R,) image * P + the head's offset + prediction
-    ti: _A  # (R,) the cell's column and row
-    tj: _A
     rounds: _A  # (R,) assignment indices, round after round
     round_sizes: list[int]
     counts: _A  # (H,) assignments per head
@@ -741,22 +737,21 @@ class _Plan(Generic[_A]):
     def to(self: _Plan[np.ndarray], device: torch.device) -> _Plan[Tensor]:
         """The tensors on ``device``, in two transfers from pinned memory, without waiting for it."""
         tr = self.truths
-        ints = [tr.image, tr.cls, tr.rank, tr.end, self.listed, self.head, self.truth, self.anchor, self.cell]
-        ints += [self.ti, self.tj, self.rounds, self.counts, self.average, self.cls]
-        floats = [tr.box.reshape(-1), self.padded.reshape(-1), self.box.reshape(-1), self.anchor_wh.reshape(-1)]
-        floats.append(self.cols.reshape(-1))
         pinned = device.type == "cuda"
 
-        def move(parts: list[np.ndarray]) -> list[Tensor]:
-            flat = torch.from_numpy(np.concatenate(parts))
+        def move(*parts: np.ndarray) -> list[Tensor]:
+            flat = torch.from_numpy(np.concatenate([a.reshape(-1) for a in parts]))
             flat = (flat.pin_memory() if pinned else flat).to(device, non_blocking=pinned)
-            return list(flat.split([a.size for a in parts]))
+            return [t.view(a.shape) for t, a in zip(flat.split([a.size for a in parts]), parts, strict=True)]
 
-        i, f = move(ints), move(floats)
-        truths = _Truths(i[0], i[1], f[0].view(tr.box.shape), i[2], i[3], tr.per_image)
+        image, truth_cls, rank, end, listed, head, cell, rounds, counts, average, cls = move(
+            tr.image, tr.cls, tr.rank, tr.end, self.listed, self.head, self.cell, self.rounds, self.counts,
+            self.average, self.cls,
+        )  # fmt: skip
+        truth_box, padded, box, anchor_wh, cols = move(tr.box, self.padded, self.box, self.anchor_wh, self.cols)
         return _Plan(
-            truths, f[1].view(self.padded.shape), i[4], i[5], i[6], i[7], i[8], i[9], i[10], i[11], self.round_sizes,
-            i[12], i[13], f[2].view(-1, 4), i[14], f[3].view(-1, 2), f[4].view(-1, 4),
+            _Truths(image, truth_cls, truth_box, rank, end, tr.per_image), padded, listed, head, cell, rounds,
+            self.round_sizes, counts, average, box, cls, anchor_wh, cols,
         )  # fmt: skip
 
 
@@ -819,7 +814,7 @@ def _plan(truths: _Truths[np.ndarray], c: _PlanConstants, n: int, net_h: int, ne
     empty = np.zeros(0, dtype=np.int64)
     nothing = np.zeros((0, 4), dtype=padded.dtype)
     none = _Plan(
-        truths, padded, count, *(empty,) * 7, [], np.zeros(heads, dtype=np.int64), empty, nothing, empty,
+        truths, padded, count, empty, empty, empty, [], np.zeros(heads, dtype=np.int64), empty, nothing, empty,
         nothing[:, :2], nothing,
     )  # fmt: skip
     k_total = truths.image.shape[0]
@@ -853,18 +848,17 @@ def _plan(truths: _Truths[np.ndarray], c: _PlanConstants, n: int, net_h: int, ne
     tj = (box[mk, 1] * lh.astype(box.dtype)).astype(np.int64)
     cell = truths.image[mk] * p + c.head_offset[mh] + (c.anchor_of[mh, mn] * lh + tj) * lw + ti
     by_cell = np.argsort(cell, kind="stable")  # grouped per cell, in that order within a cell
-    mh, mk, mn, cell, ti, tj = (v[by_cell] for v in (mh, mk, mn, cell, ti, tj))
+    mh, mk, mn, cell, ti, tj, lw, lh = (v[by_cell] for v in (mh, mk, mn, cell, ti, tj, lw, lh))
     pos = np.arange(cell.shape[0])
     first = np.ones(cell.shape, dtype=bool)
     first[1:] = cell[1:] != cell[:-1]
     round_of = pos - np.maximum.accumulate(np.where(first, pos, 0))
     rounds = np.argsort(round_of, kind="stable")
     average = cell[first & (thr[mh] < 1)]
-    dtype = box.dtype
     return _Plan(
-        truths, padded, count, mh, mk, mn, cell, ti, tj, rounds, np.bincount(round_of).tolist(),
-        np.bincount(mh, minlength=heads), average, box[mk], truths.cls[mk], c.anchors[mh, mn].astype(dtype),
-        np.stack([ti, tj, c.head_lw[mh], c.head_lh[mh]], 1).astype(dtype),
+        truths, padded, count, mh, cell, rounds, np.bincount(round_of).tolist(), np.bincount(mh, minlength=heads),
+        average, box[mk], truths.cls[mk], c.anchors[mh, mn].astype(box.dtype),
+        np.stack([ti, tj, lw, lh], 1).astype(box.dtype),
     )  # fmt: skip
 
 

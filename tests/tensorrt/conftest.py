@@ -15,7 +15,6 @@ import pytest
 import torch_mish
 
 HERE = Path(__file__).resolve().parent
-NO_PLUGIN_BUILT = "torch_mish was built without TensorRT headers (set TENSORRT_INCLUDE_DIR and rebuild)"
 
 
 @pytest.fixture(scope="session")
@@ -238,7 +237,7 @@ def _compile_harness(include_dir: str, out: Path) -> Path:
 def harness(request, tmp_path_factory) -> Harness:  # noqa: ANN001
     lib = request.param
     if lib is None:
-        pytest.skip(NO_PLUGIN_BUILT)
+        pytest.skip("torch_mish was built without TensorRT headers (set TENSORRT_INCLUDE_DIR and rebuild)")
     include_dir = built_plugins()[lib]
     so = _compile_harness(include_dir, tmp_path_factory.mktemp(Path(lib).stem))
     return Harness(so, lib)

@@ -880,8 +880,8 @@ def _class_write(current: Tensor, out_cls: Tensor, cls: Tensor, head: Tensor, s:
     rows_a = current.clone()
     rows_a[r, cls] = single
     # otherwise every class is (re)written
-    onehot = torch.zeros_like(current)
-    onehot[r, cls] = 1
+    # scatter_ with a number: index_put_ with one would copy it to the device and wait
+    onehot = torch.zeros_like(current).scatter_(1, cls[:, None], 1.0)
     if isinstance(eps, Tensor):
         y_pos, y_neg = y_pos[:, None], y_neg[:, None]
     y = onehot * (y_pos - y_neg) + y_neg

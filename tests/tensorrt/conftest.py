@@ -23,7 +23,7 @@ def trt_runtime(trt):  # noqa: ANN001, ANN201
 
     reason = engine_runtime_unavailable_reason()
     if reason:
-        pytest.skip(reason)
+        pytest.skip(f"no TensorRT runtime that runs engines here: {reason}")
     return trt
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -85,12 +84,3 @@ def random_rows(
     wh = torch.rand(batch, num_rows, 2, generator=gen) * size * 0.3 + 2
     scores = torch.rand(batch, num_rows, 1 + classes, generator=gen)
     return torch.cat([xy, wh, scores], dim=-1)
-
-
-@functools.cache
-def nms_build_unavailable_reason(trt: Any) -> str | None:
-    """Why this TensorRT cannot build an engine with an INMSLayer here, or None (TensorRT-RTX in CPU-only
-    mode has no implementation of the layer: "NMS has no runners that implement it")."""
-    from torch_mish.tensorrt.support import nms_engine_unavailable_reason
-
-    return nms_engine_unavailable_reason()

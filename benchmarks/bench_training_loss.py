@@ -16,17 +16,25 @@ peak allocation. The loss's share: YoloLoss alone (value and the gradient it han
 including its host synchronizations) on the heads of that model, against the step; and the step
 against the same step with a trivial loss (the sum of the heads' squares): what the loss adds.
 The target is a share of at most 10 %.
+
+Compiling yolov4-csp takes minutes per model, so gpu_run.sh's training_loss_compile_all stage runs
+one process per activation at once with --take-turns DIR: each compiles (its first step) in
+parallel with the others, then waits until all have, and does the rest of its warm-up and all its
+timing holding a lock on DIR, so no two processes time (or run) steps at the same time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import os
 import re
 import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -117,12 +125,48 @@ def median_ms(fn: Callable[[], object], steps: int) -> tuple[float, list[float]]
     return statistics.median(times), times
 
 
+@contextlib.contextmanager
+def my_turn(folder: Path | None, processes: int) -> Iterator[None]:
+    """With --take-turns: mark this process compiled, wait for the other processes to be, then hold
+    the folder's lock (one process at a time) until the block ends. Without it: nothing."""
+    if folder is None:
+        yield
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{os.getpid()}.compiled").touch()
+    while len(list(folder.glob("*.compiled"))) < processes:
+        time.sleep(0.5)
+    with open(folder / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def measure(activation: str, precision: str, compiled: bool, args: argparse.Namespace) -> dict[str, object]:
     started = time.perf_counter()
     model = build(activation, args.size)
     x, targets = random_batch(args.batch, args.size, model.yolo_layers[0].classes)
     step = Step(model, precision, compiled, loss_compile=False if args.eager_loss else None)
-    for _ in range(args.warmup):
+    step(x, targets)  # compiles
+    torch.cuda.synchronize()
+    with my_turn(args.take_turns, args.processes):
+        return timed(step, x, targets, activation, precision, compiled, started, args)
+
+
+def timed(
+    step: Step,
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    activation: str,
+    precision: str,
+    compiled: bool,
+    started: float,
+    args: argparse.Namespace,
+) -> dict[str, object]:
+    model = step.model
+    for _ in range(args.warmup - 1):
         step(x, targets)
     torch.cuda.synchronize()
     warm_s = time.perf_counter() - started
@@ -229,6 +273,10 @@ def main() -> None:
         "--eager-loss", action="store_true", help="YoloLoss(compile=False): its steps eagerly (default: compiled)"
     )
     parser.add_argument("--profile", type=Path, help="also write a torch.profiler table of the loss per model here")
+    parser.add_argument(
+        "--take-turns", type=Path, help="a folder shared with other processes of this script: time one at a time"
+    )
+    parser.add_argument("--processes", type=int, default=1, help="with --take-turns: how many processes share it")
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     env = environment()
@@ -238,6 +286,8 @@ def main() -> None:
         "random images and boxes, YoloLoss, SGD"
     )
     env["method"] = f"{args.warmup} warm-up steps, then {args.steps} timed steps per model; median"
+    if args.take_turns:
+        env["method"] += f"; compiled beside {args.processes - 1} other processes, timed alone"
     rows: list[dict[str, object]] = []
     for mode in args.modes.split(","):
         for precision in args.precisions.split(","):

@@ -5,7 +5,8 @@
 #   bash benchmarks/gpu_run.sh build aoti inference   (AOTInductor probe + tests, whole-detector inference)
 #   bash benchmarks/gpu_run.sh build max_autotune     (a run of its own; resumable, see the stage)
 #   bash benchmarks/gpu_run.sh build spp_block
-#   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT;
+#   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT, or
+#                                                   training_loss_compile_all, the three in one call;
 #                                                   training_loss_profile: the loss under torch.profiler)
 #   bash benchmarks/gpu_run.sh build accuracy       (a detector trained, its mAP through every deploy path)
 #   bash benchmarks/gpu_run.sh nms                    (darknet NMS: build, CUDA tests, sanitizers, op benchmark)
@@ -113,6 +114,18 @@ for stage in "$@"; do
         --out-name "$name" > "$OUT/bench_$name.log" 2>&1
       status=$((status | $?)); cp benchmarks/results/"$name".* "$OUT/" 2>/dev/null
       tail -4 "$OUT/bench_$name.log" ;;
+    training_loss_compile_all)  # the three activations' training_loss_compile at once: compiled in parallel
+      # (the minutes go there), timed one process at a time (bench_training_loss.py --take-turns)
+      turns=$(mktemp -d); pids=()
+      for act in "torch_mish.Mish+BN" "nn.Mish" "LeakyReLU(0.1)"; do
+        name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
+        timeout 540 $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
+          --out-name "$name" --take-turns "$turns" --processes 3 > "$OUT/bench_$name.log" 2>&1 &
+        pids+=($!)
+      done
+      for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done
+      cp benchmarks/results/training_loss_compile_*.* "$OUT/" 2>/dev/null
+      tail -qn 2 "$OUT"/bench_training_loss_compile_*.log ;;
     training_compile_fp32|training_compile_bf16)  # one precision per call: each compile takes ~2 min
       precision=fp32; acts="torch_mish.Mish,nn.Mish"
       [ $stage = training_compile_bf16 ] && { precision=bf16-autocast; acts="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)"; }

@@ -116,11 +116,13 @@ for stage in "$@"; do
       tail -4 "$OUT/bench_$name.log" ;;
     training_loss_compile_all)  # the three activations' training_loss_compile at once: compiled in parallel
       # (the minutes go there), timed one process at a time (bench_training_loss.py --take-turns)
-      turns=$(mktemp -d); pids=()
+      # TURNS_DIR, TURNS_EXTRA: a folder and a count of other jobs that touch a .compiled file there when
+      # they no longer use the GPU (the timing waits for them too)
+      turns=${TURNS_DIR:-$(mktemp -d)}; pids=()
       for act in "torch_mish.Mish+BN" "nn.Mish" "LeakyReLU(0.1)"; do
         name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
         timeout 540 $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
-          --out-name "$name" --take-turns "$turns" --processes 3 > "$OUT/bench_$name.log" 2>&1 &
+          --out-name "$name" --take-turns "$turns" --processes $((3 + ${TURNS_EXTRA:-0})) > "$OUT/bench_$name.log" 2>&1 &
         pids+=($!)
       done
       for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done

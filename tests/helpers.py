@@ -13,10 +13,10 @@ HAS_CUDA = torch.cuda.is_available() and torch_mish.has_cuda_kernels()
 
 
 # For tests that need the CUDA kernels: the reason names what is missing.
-requires_cuda = pytest.mark.skipif(
-    not HAS_CUDA,
-    reason="no CUDA device" if not torch.cuda.is_available() else "torch_mish was built without CUDA kernels",
-)
+if torch.cuda.is_available():
+    requires_cuda = pytest.mark.skipif(not HAS_CUDA, reason="torch_mish was built without CUDA kernels")
+else:
+    requires_cuda = pytest.mark.skip(reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 
 

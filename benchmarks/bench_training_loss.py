@@ -151,64 +151,52 @@ def measure(activation: str, precision: str, compiled: bool, args: argparse.Name
     step = Step(model, precision, compiled, loss_compile=False if args.eager_loss else None)
     step(x, targets)  # compiles
     torch.cuda.synchronize()
+    compile_s = time.perf_counter() - started
     with my_turn(args.take_turns, args.processes):
-        return timed(step, x, targets, activation, precision, compiled, started, args)
-
-
-def timed(
-    step: Step,
-    x: torch.Tensor,
-    targets: torch.Tensor,
-    activation: str,
-    precision: str,
-    compiled: bool,
-    started: float,
-    args: argparse.Namespace,
-) -> dict[str, object]:
-    model = step.model
-    for _ in range(args.warmup - 1):
+        turn_started = time.perf_counter()
+        for _ in range(args.warmup - 1):
+            step(x, targets)
+        torch.cuda.synchronize()
+        warm_s = compile_s + time.perf_counter() - turn_started  # not the wait for the turn
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
         step(x, targets)
-    torch.cuda.synchronize()
-    warm_s = time.perf_counter() - started
-    torch.cuda.reset_peak_memory_stats()
-    base = torch.cuda.memory_allocated()
-    step(x, targets)
-    torch.cuda.synchronize()
-    peak = (torch.cuda.max_memory_allocated() - base) / 2**30
-    step_ms, _ = median_ms(lambda: step(x, targets), args.steps)
+        torch.cuda.synchronize()
+        peak = (torch.cuda.max_memory_allocated() - base) / 2**30
+        step_ms, _ = median_ms(lambda: step(x, targets), args.steps)
 
-    heads = [h.detach().requires_grad_() for h in step.heads(x)]
+        heads = [h.detach().requires_grad_() for h in step.heads(x)]
 
-    def loss_only() -> None:
-        step.loss(heads, targets).backward()
+        def loss_only() -> None:
+            step.loss(heads, targets).backward()
 
-    for _ in range(3):
-        loss_only()
-    loss_ms, _ = median_ms(loss_only, args.steps)
-    if args.profile:
-        name = re.sub(r"[^A-Za-z0-9._-]", "_", f"training_loss_{activation}_{precision}")
-        profile_loss(loss_only, args.profile / f"{name}.txt")
-    trivial = Step(model, precision, False, trivial=True) if not compiled else None
-    if trivial is not None:  # eager only: a compiled trivial step would compile the model again
-        trivial.forward = step.forward
-        for _ in range(2):
-            trivial(x, targets)
-        trivial_ms, _ = median_ms(lambda: trivial(x, targets), args.steps)
-    row = {
-        "activation": activation,
-        "precision": precision,
-        "mode": "compile" if compiled else "eager",
-        "loss_steps": "eager" if args.eager_loss else "compiled",
-        "images_per_s": f"{args.batch / step_ms * 1e3:.1f}",
-        "step_ms": f"{step_ms:.1f}",
-        "loss_ms": f"{loss_ms:.2f}",
-        "loss_share": f"{100 * loss_ms / step_ms:.1f}%",
-        "trivial_loss_step_ms": f"{trivial_ms:.1f}" if trivial is not None else "-",
-        "peak_GiB": f"{peak:.2f}",
-        "warmup_s": f"{warm_s:.0f}",
-    }
-    print(row, flush=True)
-    return row
+        for _ in range(3):
+            loss_only()
+        loss_ms, _ = median_ms(loss_only, args.steps)
+        if args.profile:
+            name = re.sub(r"[^A-Za-z0-9._-]", "_", f"training_loss_{activation}_{precision}")
+            profile_loss(loss_only, args.profile / f"{name}.txt")
+        trivial = Step(model, precision, False, trivial=True) if not compiled else None
+        if trivial is not None:  # eager only: a compiled trivial step would compile the model again
+            trivial.forward = step.forward
+            for _ in range(2):
+                trivial(x, targets)
+            trivial_ms, _ = median_ms(lambda: trivial(x, targets), args.steps)
+        row = {
+            "activation": activation,
+            "precision": precision,
+            "mode": "compile" if compiled else "eager",
+            "loss_steps": "eager" if args.eager_loss else "compiled",
+            "images_per_s": f"{args.batch / step_ms * 1e3:.1f}",
+            "step_ms": f"{step_ms:.1f}",
+            "loss_ms": f"{loss_ms:.2f}",
+            "loss_share": f"{100 * loss_ms / step_ms:.1f}%",
+            "trivial_loss_step_ms": f"{trivial_ms:.1f}" if trivial is not None else "-",
+            "peak_GiB": f"{peak:.2f}",
+            "warmup_s": f"{warm_s:.0f}",
+        }
+        print(row, flush=True)
+        return row
 
 
 def profile_loss(loss_only: Callable[[], None], path: Path) -> None:

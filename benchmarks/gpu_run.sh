@@ -26,6 +26,14 @@ if [ -z "${TENSORRT_INCLUDE_DIR:-}" ] && [ -d .trt_headers ]; then
   export TENSORRT_INCLUDE_DIR=$PWD/.trt_headers/tensorrt-11.1/include:$PWD/.trt_headers/tensorrt-10.16/include
 fi
 PY=${PY:-python3}
+# bench_training_loss.py's compiled bf16 row for one activation (training_loss_compile stages):
+# loss_compile TIMEOUT_S ACTIVATION [more options]; results/<name>.*, log $OUT/bench_<name>.log
+loss_compile_name() { echo "training_loss_compile_$(echo "$1" | tr -c 'A-Za-z0-9\n' _)"; }
+loss_compile() {
+  local limit=$1 act=$2 name; name=$(loss_compile_name "$2"); shift 2
+  timeout "$limit" $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
+    --out-name "$name" "$@" > "$OUT/bench_$name.log" 2>&1
+}
 status=0
 for stage in "$@"; do
   echo "=== $stage $(date -u +%H:%M:%S)"
@@ -109,10 +117,8 @@ for stage in "$@"; do
       grep -v "^W[0-9]" "$OUT/bench_accuracy.log" | grep -v "it/s\]" | tail -30 ;;
     training_loss_compile)  # the same compiled, bf16; one activation per call (a compilation takes minutes):
       # TRAINING_LOSS_ACT="torch_mish.Mish+BN" (default), "nn.Mish" or "LeakyReLU(0.1)"
-      act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
-      timeout 230 $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
-        --out-name "$name" > "$OUT/bench_$name.log" 2>&1
-      status=$((status | $?)); cp benchmarks/results/"$name".* "$OUT/" 2>/dev/null
+      act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; name=$(loss_compile_name "$act")
+      loss_compile 230 "$act"; status=$((status | $?)); cp benchmarks/results/"$name".* "$OUT/" 2>/dev/null
       tail -4 "$OUT/bench_$name.log" ;;
     training_loss_compile_all)  # the three activations' training_loss_compile at once: compiled in parallel
       # (the minutes go there), timed one process at a time (bench_training_loss.py --take-turns)
@@ -120,9 +126,7 @@ for stage in "$@"; do
       # they no longer use the GPU (the timing waits for them too)
       turns=${TURNS_DIR:-$(mktemp -d)}; pids=()
       for act in "torch_mish.Mish+BN" "nn.Mish" "LeakyReLU(0.1)"; do
-        name=training_loss_compile_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
-        timeout 540 $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
-          --out-name "$name" --take-turns "$turns" --processes $((3 + ${TURNS_EXTRA:-0})) > "$OUT/bench_$name.log" 2>&1 &
+        loss_compile 540 "$act" --take-turns "$turns" --processes $((3 + ${TURNS_EXTRA:-0})) &
         pids+=($!)
       done
       for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done

@@ -144,6 +144,13 @@ def make_model(name: str, inputs: str, device: str) -> Darknet:
     return model
 
 
+def op_rows(model: Darknet, size: int, batch: int, device: str) -> Tensor:
+    """The rows the ops section times: the model on uniform random images, seeded by the batch size."""
+    gen = torch.Generator().manual_seed(batch)
+    with torch.no_grad():
+        return model(torch.rand(batch, 3, size, size, generator=gen).to(device))
+
+
 def candidates_per_image(rows: Tensor, conf: float) -> float:
     obj = rows[..., 4:5]
     return float(((obj > conf) & (obj * rows[..., 5:] > conf)).sum()) / rows.shape[0]
@@ -284,9 +291,7 @@ def ops_section(args: argparse.Namespace, device: str) -> tuple[list[dict[str, o
         size = MODELS[name][1]
         at_batch1: dict[float, dict[str, object]] = {}
         for batch in sorted(args.batches):
-            gen = torch.Generator().manual_seed(batch)
-            with torch.no_grad():
-                rows = model(torch.rand(batch, 3, size, size, generator=gen).to(device))
+            rows = op_rows(model, size, batch, device)
             for conf in args.confs:
                 cell = {"model": name, "inputs": inputs, "batch": batch, "conf": conf}
                 cell |= ops_cell(rows, conf, size, args, device, at_batch1.get(conf))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,12 +21,12 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_nms import BETA, IOU, KINDS, MODELS, make_model  # noqa: E402 - found through the path above
+from bench_nms import BETA, IOU, KINDS, MODELS, make_model, op_rows  # noqa: E402 - found through the path above
 
 from torch_mish.darknet import darknet_nms  # noqa: E402
 
 
-def kernel_means_us(call: object, calls: int) -> dict[str, float]:
+def kernel_means_us(call: Callable[[], object], calls: int) -> dict[str, float]:
     for _ in range(5):
         call()
     torch.cuda.synchronize()
@@ -53,9 +54,7 @@ def main() -> None:
     for name in args.models.split(","):
         model = make_model(name, args.inputs, "cuda")
         size = MODELS[name][1]
-        gen = torch.Generator().manual_seed(args.batch)  # bench_nms.py's input for this batch
-        with torch.no_grad():
-            rows = model(torch.rand(args.batch, 3, size, size, generator=gen).to("cuda"))
+        rows = op_rows(model, size, args.batch, "cuda")
         for kind in KINDS:
 
             def call(kind: str = kind, rows: torch.Tensor = rows, net: float = float(size)) -> object:

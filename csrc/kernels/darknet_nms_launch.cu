@@ -32,6 +32,7 @@ constexpr int kThreads = 256;  // class_kernel and merge_kernel blocks
 constexpr int kWarps = kThreads / 32;
 constexpr int kChunk = 1024;           // candidates selected and sorted at a time
 constexpr int kWords = kThreads / 32;  // bitmask words per candidate of a kThreads tile
+constexpr int kKeptCached = 320;       // survivors whose edges class_kernel keeps in shared memory
 constexpr int kScoreRows = 32;         // scores_kernel: rows per block (one per lane)
 constexpr int kScoreClassLanes = 8;    // and classes in flight per row (blockDim.y)
 constexpr unsigned kFull = 0xffffffffu;
@@ -132,6 +133,7 @@ struct ClassShared {
   float4 tile_box[kThreads];
   uint32_t mask[kThreads][kWords];
   uint32_t hist[256];
+  Edges kept_edges[kKeptCached];  // the first survivors' edges, for the IoU scan of each candidate
   int warp_totals[kWarps];
   int taken_index[kThreads];
   int count, bin, above, bin_count, taken;
@@ -155,6 +157,35 @@ __device__ void sort_chunk_descending(uint64_t* keys, int size) {
       __syncthreads();
     }
   }
+}
+
+// The first survivor k in [from, kept) whose IoU with `e` exceeds `thresh` (its IoU in `overlap`), or
+// kept. Every candidate scans all survivors and nearly all pairs fail, so this loop is the class
+// kernel's hot path: IoU only, no call in it, four survivors per step so their loads overlap.
+__device__ __forceinline__ int next_overlap(const Edges* cached, const float4* survivors, int from, int kept,
+                                            const Edges& e, float thresh, float& overlap) {
+  int k = from;
+  const int cached_end = min(kept, kKeptCached);
+  for (; k + 4 <= cached_end; k += 4) {
+    float v[4];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) v[j] = iou(cached[k + j], e);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      if (v[j] > thresh) {
+        overlap = v[j];
+        return k + j;
+      }
+    }
+  }
+  for (; k < kept; ++k) {
+    const float v = iou(k < kKeptCached ? cached[k] : edges(rel(survivors[k])), e);
+    if (v > thresh) {
+      overlap = v;
+      return k;
+    }
+  }
+  return kept;
 }
 
 // 2. One block per (image, class).
@@ -261,8 +292,11 @@ __global__ void __launch_bounds__(kThreads)
       if (alive) {
         key = s.chunk[i];
         box = __ldg(bx + key_row(key));
-        for (int k = 0; k < kept; ++k) {
-          if (suppresses(p.kind, rel(out_boxes[k]), rel(box), p.iou_thresh, exponent)) {
+        const Edges e = edges(rel(box));
+        float v = 0.0f;
+        for (int k = next_overlap(s.kept_edges, out_boxes, 0, kept, e, p.iou_thresh, v); k < kept;
+             k = next_overlap(s.kept_edges, out_boxes, k + 1, kept, e, p.iou_thresh, v)) {
+          if (p.kind == NmsKind::kDefault || diou_exceeds(rel(out_boxes[k]), rel(box), v, p.iou_thresh, exponent)) {
             alive = false;
             break;
           }
@@ -282,10 +316,19 @@ __global__ void __launch_bounds__(kThreads)
       for (int task = tid; task < n_alive * words; task += kThreads) {
         const int a = task / words, w = task % words;
         const int lo = max(a + 1, w * 32), hi = min(n_alive, w * 32 + 32);
-        uint32_t bits = 0;
+        // IoU first for every pair, the DIoU term only on the pairs it sets (see diou_exceeds)
         const RelBox ba = rel(s.tile_box[a]);
+        const Edges ea = edges(ba);
+        uint32_t bits = 0;
         for (int j = lo; j < hi; ++j) {
-          if (suppresses(p.kind, ba, rel(s.tile_box[j]), p.iou_thresh, exponent)) bits |= 1u << (j - w * 32);
+          if (iou(ea, edges(rel(s.tile_box[j]))) > p.iou_thresh) bits |= 1u << (j - w * 32);
+        }
+        if (p.kind != NmsKind::kDefault) {
+          for (uint32_t rest = bits; rest != 0; rest &= rest - 1) {
+            const int bit = __ffs(rest) - 1;
+            const RelBox bj = rel(s.tile_box[w * 32 + bit]);
+            if (!diou_exceeds(ba, bj, iou(ea, edges(bj)), p.iou_thresh, exponent)) bits &= ~(1u << bit);
+          }
         }
         s.mask[a][w] = bits;
       }
@@ -318,6 +361,7 @@ __global__ void __launch_bounds__(kThreads)
         out_scores[kept + tid] = key_score(k);
         out_rows[kept + tid] = key_row(k);
         out_boxes[kept + tid] = s.tile_box[a];
+        if (kept + tid < kKeptCached) s.kept_edges[kept + tid] = edges(rel(s.tile_box[a]));
       }
       kept += taken;
       __syncthreads();  // the new survivors are visible to the next tile's tests

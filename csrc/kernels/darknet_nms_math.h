@@ -112,45 +112,41 @@ DARKNET_NMS_HD RelBox relative_box(float cx, float cy, float w, float h, float n
   return {div_rn(cx, net_w), div_rn(cy, net_h), div_rn(w, net_w), div_rn(h, net_h)};
 }
 
-// The overlap of two intervals given by centre and size (darknet's overlap()).
-DARKNET_NMS_HD float overlap(float c1, float s1, float c2, float s2) {
-  const float l1 = sub_rn(c1, mul_rn(s1, 0.5f));
-  const float l2 = sub_rn(c2, mul_rn(s2, 0.5f));
-  const float left = l1 > l2 ? l1 : l2;
-  const float r1 = add_rn(c1, mul_rn(s1, 0.5f));
-  const float r2 = add_rn(c2, mul_rn(s2, 0.5f));
-  const float right = r1 < r2 ? r1 : r2;
-  return sub_rn(right, left);
+// A box's edges and area, each rounded as darknet's overlap() and box_iou() round them. The IoU of
+// one box against many (a candidate against the survivors) computes them once per box.
+struct Edges {
+  float left, top, right, bottom, area;
+};
+
+DARKNET_NMS_HD Edges edges(RelBox b) {
+  const float hw = mul_rn(b.w, 0.5f), hh = mul_rn(b.h, 0.5f);
+  return {sub_rn(b.x, hw), sub_rn(b.y, hh), add_rn(b.x, hw), add_rn(b.y, hh), mul_rn(b.w, b.h)};
 }
 
-DARKNET_NMS_HD float intersection(RelBox a, RelBox b) {
-  const float w = overlap(a.x, a.w, b.x, b.w);
-  const float h = overlap(a.y, a.h, b.y, b.h);
+// darknet's box_iou: the overlap on each axis is min(right) - max(left) (a's edge on the left of each
+// comparison, as overlap() has it, so NaNs resolve the same way); no intersection when either
+// overlap is negative; 0 when the intersection or the union is 0.
+DARKNET_NMS_HD float iou(const Edges& a, const Edges& b) {
+  const float w = sub_rn(a.right < b.right ? a.right : b.right, a.left > b.left ? a.left : b.left);
+  const float h = sub_rn(a.bottom < b.bottom ? a.bottom : b.bottom, a.top > b.top ? a.top : b.top);
   if (w < 0 || h < 0) return 0;
-  return mul_rn(w, h);
-}
-
-DARKNET_NMS_HD float iou(RelBox a, RelBox b) {
-  const float i = intersection(a, b);
-  const float u = sub_rn(add_rn(mul_rn(a.w, a.h), mul_rn(b.w, b.h)), i);
+  const float i = mul_rn(w, h);
+  const float u = sub_rn(add_rn(a.area, b.area), i);
   if (i == 0 || u == 0) return 0;
   return div_rn(i, u);
 }
 
-// Whether box `a`, kept, suppresses box `b` (scored below it in the same class): the kind's criterion
-// exceeds `thresh`. The DIoU criteria are IoU - u with u >= 0, and float subtraction of u >= 0 never
-// rounds above IoU, so they exceed `thresh` only where the IoU does: the DIoU term (a double pow) is
-// evaluated only for those pairs, with the same result as evaluating it always.
-DARKNET_NMS_HD bool suppresses(NmsKind kind, RelBox a, RelBox b, float thresh, double exponent) {
-  const float i = iou(a, b);
-  if (!(i > thresh)) return false;
-  if (kind == NmsKind::kDefault) return true;
-  const float top = fmin_(sub_rn(a.y, mul_rn(a.h, 0.5f)), sub_rn(b.y, mul_rn(b.h, 0.5f)));
-  const float bot = fmax_(add_rn(a.y, mul_rn(a.h, 0.5f)), add_rn(b.y, mul_rn(b.h, 0.5f)));
-  const float left = fmin_(sub_rn(a.x, mul_rn(a.w, 0.5f)), sub_rn(b.x, mul_rn(b.w, 0.5f)));
-  const float right = fmax_(add_rn(a.x, mul_rn(a.w, 0.5f)), add_rn(b.x, mul_rn(b.w, 0.5f)));
-  const float cw = sub_rn(right, left);
-  const float ch = sub_rn(bot, top);
+DARKNET_NMS_HD float iou(RelBox a, RelBox b) { return iou(edges(a), edges(b)); }
+
+// The DIoU kinds' test for a pair whose IoU `i` already exceeds `thresh`: whether IoU - (d/c)^exponent
+// does too. The criterion is IoU - u with u >= 0, and float subtraction of u >= 0 never rounds above
+// IoU, so only pairs with IoU > thresh can pass it: callers test the IoU first (cheap, and the only
+// test kDefault needs) and call this for those pairs alone, with the same decisions as evaluating
+// the whole criterion for every pair.
+DARKNET_NMS_HD bool diou_exceeds(RelBox a, RelBox b, float i, float thresh, double exponent) {
+  const Edges ea = edges(a), eb = edges(b);
+  const float cw = sub_rn(fmax_(ea.right, eb.right), fmin_(ea.left, eb.left));
+  const float ch = sub_rn(fmax_(ea.bottom, eb.bottom), fmin_(ea.top, eb.top));
   const float c = add_rn(mul_rn(cw, cw), mul_rn(ch, ch));
   if (c == 0) return true;  // the criterion is the IoU, already above thresh
   const float dx = sub_rn(a.x, b.x);
@@ -170,6 +166,14 @@ DARKNET_NMS_HD bool suppresses(NmsKind kind, RelBox a, RelBox b, float thresh, d
 #endif
   const float u = static_cast<float>(pow_(static_cast<double>(ratio), exponent));
   return sub_rn(i, u) > thresh;
+}
+
+// Whether box `a`, kept, suppresses box `b` (scored below it in the same class): the kind's criterion
+// exceeds `thresh`.
+DARKNET_NMS_HD bool suppresses(NmsKind kind, RelBox a, RelBox b, float thresh, double exponent) {
+  const float i = iou(a, b);
+  if (!(i > thresh)) return false;
+  return kind == NmsKind::kDefault || diou_exceeds(a, b, i, thresh, exponent);
 }
 
 // The order detections are taken in, within a class and across classes: score descending, then the

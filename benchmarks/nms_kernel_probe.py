@@ -37,7 +37,8 @@ def kernel_means_us(call: Callable[[], object], calls: int) -> dict[str, float]:
     total: dict[str, float] = defaultdict(float)
     for event in prof.events():
         if event.device_type == torch.autograd.DeviceType.CUDA:
-            name = event.name.split("(")[0].split("<")[0].split("::")[-1]
+            # "mish::nms::(anonymous namespace)::class_kernel(long, ...)" -> "class_kernel"
+            name = event.name.replace("(anonymous namespace)::", "").split("(")[0].split("<")[0].split("::")[-1]
             total[name] += event.device_time
     return {name: us / calls for name, us in sorted(total.items())}
 

@@ -7,6 +7,7 @@
 #   bash benchmarks/gpu_run.sh build spp_block
 #   bash benchmarks/gpu_run.sh build training_loss  (then training_loss_compile, once per TRAINING_LOSS_ACT, or
 #                                                   training_loss_compile_all, the three in one call;
+#                                                   training_loss_modes: eager and compiled in one call;
 #                                                   training_loss_profile: the loss under torch.profiler)
 #   bash benchmarks/gpu_run.sh build accuracy       (a detector trained, its mAP through every deploy path)
 #   bash benchmarks/gpu_run.sh nms                    (darknet NMS: build, CUDA tests, sanitizers, op benchmark)
@@ -132,6 +133,22 @@ for stage in "$@"; do
       for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done
       cp benchmarks/results/training_loss_compile_*.* "$OUT/" 2>/dev/null
       tail -qn 2 "$OUT"/bench_training_loss_compile_*.log ;;
+    training_loss_modes)  # one activation eager and compiled in one call, each process timed alone
+      # (--take-turns), with Dynamo's recompilations logged: whether the modes' step times compare.
+      # TRAINING_LOSS_ACT as for training_loss_compile; TURNS_DIR/TURNS_EXTRA as for _all.
+      act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; turns=${TURNS_DIR:-$(mktemp -d)}; pids=(); names=()
+      for mode in eager compile; do
+        name=training_loss_modes_${mode}_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
+        TORCH_LOGS=recompiles timeout 540 $PY benchmarks/bench_training_loss.py --modes $mode --precisions bf16-autocast \
+          --activations "$act" --out-name "$name" --take-turns "$turns" --processes $((2 + ${TURNS_EXTRA:-0})) \
+          > "$OUT/bench_$name.log" 2>&1 &
+        pids+=($!); names+=("$name")
+      done
+      for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done
+      for name in "${names[@]}"; do
+        cp benchmarks/results/"$name".* "$OUT/" 2>/dev/null; echo "$name: $(grep -c Recompiling "$OUT/bench_$name.log") recompilations"
+        tail -n 1 "$OUT/bench_$name.log"
+      done ;;
     training_compile_fp32|training_compile_bf16)  # one precision per call: each compile takes ~2 min
       precision=fp32; acts="torch_mish.Mish,nn.Mish"
       [ $stage = training_compile_bf16 ] && { precision=bf16-autocast; acts="torch_mish.Mish,nn.Mish,LeakyReLU(0.1)"; }

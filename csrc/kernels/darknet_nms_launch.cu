@@ -160,8 +160,9 @@ __device__ void sort_chunk_descending(uint64_t* keys, int size) {
 }
 
 // The first survivor k in [from, kept) whose IoU with `e` exceeds `thresh` (its IoU in `overlap`), or
-// kept. Every candidate scans all survivors and nearly all pairs fail, so this loop is the class
-// kernel's hot path: IoU only, no call in it, four survivors per step so their loads overlap.
+// kept. Every candidate still alive scans the survivors up to its first suppressor, and nearly all
+// pairs fail, so this loop is the class kernel's hot path: IoU only, no call in it, four survivors
+// per step so their loads overlap.
 __device__ __forceinline__ int next_overlap(const Edges* cached, const float4* survivors, int from, int kept,
                                             const Edges& e, float thresh, float& overlap) {
   int k = from;
@@ -364,7 +365,7 @@ __global__ void __launch_bounds__(kThreads)
         if (kept + tid < kKeptCached) s.kept_edges[kept + tid] = edges(rel(s.tile_box[a]));
       }
       kept += taken;
-      __syncthreads();  // the new survivors are visible to the next tile's tests
+      __syncthreads();  // the new survivors (and their cached edges) are visible to the next tile's tests
     }
     if (m < kChunk) break;  // that was the remainder
   }

@@ -124,7 +124,7 @@ DARKNET_NMS_HD Edges edges(RelBox b) {
 }
 
 // darknet's box_iou: the overlap on each axis is min(right) - max(left) (a's edge on the left of each
-// comparison, as overlap() has it, so NaNs resolve the same way); no intersection when either
+// comparison, as darknet's overlap() has it, so NaNs resolve the same way); no intersection when either
 // overlap is negative; 0 when the intersection or the union is 0.
 DARKNET_NMS_HD float iou(const Edges& a, const Edges& b) {
   const float w = sub_rn(a.right < b.right ? a.right : b.right, a.left > b.left ? a.left : b.left);

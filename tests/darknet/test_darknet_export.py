@@ -120,7 +120,7 @@ def test_tensorrt_full_coverage_one_engine(name: str, lowering: str, trt, tmp_pa
     from torch_mish.tensorrt.support import can_add_plugin_layers
 
     if lowering == "plugin" and not can_add_plugin_layers():
-        pytest.skip(f"{trt.__name__} {trt.__version__} cannot add plugin layers to a network (needs full TensorRT)")
+        pytest.skip(f"needs full TensorRT: {trt.__name__} {trt.__version__} cannot add plugin layers to a network")
     m = csp if name == "yolov4-csp" else tiny
     inputs = [torch_tensorrt.Input(shape=(1, 3, SIZE, SIZE), dtype=torch.float32)]
     report = dry_run(m, inputs, str(tmp_path / "report.txt"), lowering=lowering)

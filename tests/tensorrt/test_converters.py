@@ -57,7 +57,10 @@ def test_plugin_lowering_refuses_clearly_without_plugin_layers(trt) -> None:  # 
     from torch_mish.tensorrt.support import can_add_plugin_layers
 
     if can_add_plugin_layers():
-        pytest.skip(f"{trt.__name__} {trt.__version__} can add plugin layers: covered by the plugin network test")
+        pytest.skip(
+            f"needs a TensorRT without plugin layers (TensorRT-RTX): {trt.__name__} {trt.__version__} adds them,"
+            " which the plugin network test covers"
+        )
     from torch_mish.tensorrt.inspect import build_network
 
     with pytest.raises(Exception, match="add_plugin_v3"):

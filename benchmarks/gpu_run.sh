@@ -27,14 +27,16 @@ if [ -z "${TENSORRT_INCLUDE_DIR:-}" ] && [ -d .trt_headers ]; then
   export TENSORRT_INCLUDE_DIR=$PWD/.trt_headers/tensorrt-11.1/include:$PWD/.trt_headers/tensorrt-10.16/include
 fi
 PY=${PY:-python3}
-# bench_training_loss.py's compiled bf16 row for one activation (training_loss_compile stages):
-# loss_compile TIMEOUT_S ACTIVATION [more options]; results/<name>.*, log $OUT/bench_<name>.log
-loss_compile_name() { echo "training_loss_compile_$(echo "$1" | tr -c 'A-Za-z0-9\n' _)"; }
-loss_compile() {
-  local limit=$1 act=$2 name; name=$(loss_compile_name "$2"); shift 2
-  timeout "$limit" $PY benchmarks/bench_training_loss.py --modes compile --precisions bf16-autocast --activations "$act" \
+# bench_training_loss.py's bf16 row for one activation (training_loss_compile and _modes stages):
+# loss_bench TIMEOUT_S MODE ACTIVATION NAME [more options]; results/NAME.*, log $OUT/bench_NAME.log
+act_slug() { echo "$1" | tr -c 'A-Za-z0-9\n' _; }
+loss_compile_name() { echo "training_loss_compile_$(act_slug "$1")"; }
+loss_bench() {
+  local limit=$1 mode=$2 act=$3 name=$4; shift 4
+  timeout "$limit" $PY benchmarks/bench_training_loss.py --modes "$mode" --precisions bf16-autocast --activations "$act" \
     --out-name "$name" "$@" > "$OUT/bench_$name.log" 2>&1
 }
+loss_compile() { local limit=$1 act=$2; shift 2; loss_bench "$limit" compile "$act" "$(loss_compile_name "$act")" "$@"; }
 status=0
 for stage in "$@"; do
   echo "=== $stage $(date -u +%H:%M:%S)"
@@ -138,10 +140,8 @@ for stage in "$@"; do
       # TRAINING_LOSS_ACT as for training_loss_compile; TURNS_DIR/TURNS_EXTRA as for _all.
       act=${TRAINING_LOSS_ACT:-torch_mish.Mish+BN}; turns=${TURNS_DIR:-$(mktemp -d)}; pids=(); names=()
       for mode in eager compile; do
-        name=training_loss_modes_${mode}_$(echo "$act" | tr -c 'A-Za-z0-9\n' _)
-        TORCH_LOGS=recompiles timeout 540 $PY benchmarks/bench_training_loss.py --modes $mode --precisions bf16-autocast \
-          --activations "$act" --out-name "$name" --take-turns "$turns" --processes $((2 + ${TURNS_EXTRA:-0})) \
-          > "$OUT/bench_$name.log" 2>&1 &
+        name=training_loss_modes_${mode}_$(act_slug "$act")
+        TORCH_LOGS=recompiles loss_bench 540 $mode "$act" "$name" --take-turns "$turns" --processes $((2 + ${TURNS_EXTRA:-0})) &
         pids+=($!); names+=("$name")
       done
       for pid in "${pids[@]}"; do wait "$pid"; status=$((status | $?)); done
